@@ -1,0 +1,50 @@
+"""Weight-to-conductance mapping for differential PCM cells.
+
+A weight ``w`` (crossbar layout: ``(in, out)``, rows are inputs) maps to a differential pair with
+``N`` devices per polarity, every device of the active polarity at
+
+    ``G = g_min + |w| / w_max * (g_max - g_min)``,   the other polarity at ``g_min``,
+
+and reads back as ``w = w_max * sum_i (G+_i - G-_i) / (N (g_max - g_min))``.  ``w_max`` is the
+largest ``|w|`` of the layer (``scaling: layer``) or of each output column (``scaling:
+column``).  Device tensors have shape ``(2, N, in, out)``: polarity, device, row, column.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from pcm_sim.profiles import DeviceProfile
+
+__all__ = ["conductance_targets", "normalized_weights", "weight_scale"]
+
+MIN_W_MAX = 1e-12
+
+
+def weight_scale(weight_in_out: Tensor, profile: DeviceProfile) -> Tensor:
+    """``w_max``: shape ``()`` for layer scaling or ``(out,)`` for column scaling."""
+    if profile.weight_cell.scaling == "column":
+        return weight_in_out.abs().amax(dim=0).clamp(min=MIN_W_MAX)
+    return weight_in_out.abs().amax().clamp(min=MIN_W_MAX)
+
+
+def conductance_targets(
+    weight_in_out: Tensor, w_max: Tensor, profile: DeviceProfile
+) -> Tensor:
+    """Target conductances (µS), shape ``(2, N, in, out)``, for weights of shape ``(in, out)``."""
+    dev = profile.device
+    span = dev.g_max_us - dev.g_min_us
+    w_rel = (weight_in_out / w_max).clamp(-1.0, 1.0)  # (in, out)
+    g_pos = dev.g_min_us + w_rel.clamp(min=0.0) * span
+    g_neg = dev.g_min_us + (-w_rel).clamp(min=0.0) * span
+    n = profile.weight_cell.devices_per_polarity
+    return torch.stack([g_pos, g_neg]).unsqueeze(1).expand(2, n, *weight_in_out.shape).clone()
+
+
+def normalized_weights(conductance_us: Tensor, profile: DeviceProfile) -> Tensor:
+    """Normalized weights ``sum_i (G+_i - G-_i) / (N (g_max - g_min))``: ``(2,N,in,out)->(in,out)``."""
+    span = profile.device.g_max_us - profile.device.g_min_us
+    n = conductance_us.shape[1]
+    summed = conductance_us.sum(dim=1)  # (2, in, out)
+    return (summed[0] - summed[1]) / (n * span)

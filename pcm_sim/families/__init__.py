@@ -1,0 +1,62 @@
+"""Network families: how a recipe becomes a model, is trained and is scored.
+
+Each family implements :class:`Family`; :data:`FAMILIES` maps recipe ``family`` keys to them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+__all__ = ["FAMILIES", "Family", "Metric"]
+
+ProgressFn = Callable[[str], None]
+
+
+class Metric(dict[str, float]):
+    """Scores of one evaluation, e.g. ``{"accuracy": 0.89}``."""
+
+
+class Family(Protocol):
+    """What every network family provides."""
+
+    metric: str
+    higher_is_better: bool
+
+    def build(self, recipe: dict[str, Any]) -> nn.Module:
+        """A fresh model for the recipe (its synapses are AnalogLinear/AnalogConv2d)."""
+        ...
+
+    def fit(
+        self, model: nn.Module, recipe: dict[str, Any], generator: torch.Generator, log: ProgressFn
+    ) -> list[dict[str, float]]:
+        """Train in software (hardware-aware if the recipe says so); returns per-epoch history."""
+        ...
+
+    def evaluate(
+        self,
+        model: nn.Module,
+        recipe: dict[str, Any],
+        generator: torch.Generator,
+        mode: str = "default",
+        limit: int | None = None,
+    ) -> dict[str, float]:
+        """Score the model on the test split (``limit`` samples at most)."""
+        ...
+
+
+def _registry() -> dict[str, Family]:
+    from pcm_sim.families.snu import SNUChoralesFamily, SNUFashionFamily
+    from pcm_sim.families.lstm import LSTMChoralesFamily
+
+    return {
+        "snu_fmnist": SNUFashionFamily(),
+        "ssnu_chorales": SNUChoralesFamily(),
+        "lstm_chorales": LSTMChoralesFamily(),
+    }
+
+
+FAMILIES: dict[str, Family] = _registry()

@@ -1,0 +1,1 @@
+"""Pure neuron step functions: ``step(input, state, params) -> (output, new_state)``."""

@@ -1,0 +1,265 @@
+"""Analog layers: ``AnalogLinear`` and ``AnalogConv2d``, plus ``deploy`` and ``drift_to``.
+
+A layer has three modes:
+
+* software (default): ``y = x W^T + b`` with plain float weights; during training, optional
+  hardware-aware noise injection (:func:`enable_hwa`) replaces ``W`` by one fresh sample of the
+  weights the profile's chip would realise at ``t_hwa`` (programming noise, drift and its spread,
+  1/f read noise, faults, global compensation) with the gradient of the clean weights
+  (``W_noisy = W + (W_sample - W).detach()``);
+* analog, ``backend="pcm-sim"``: the weights are programmed onto a :class:`CrossbarArray`;
+* analog, ``backend="aihwkit"``: the weights are programmed onto aihwkit inference tiles built
+  from the same profile.
+
+In analog mode the gradient passes straight through: ``y = y_ideal + (y_analog - y_ideal)``
+with the difference detached, so training through the chip (hardware in the loop) works.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from pcm_sim.crossbar import mapping
+from pcm_sim.crossbar.tile import CrossbarArray
+from pcm_sim.physics import pcm
+from pcm_sim.profiles import DeviceProfile, load_profile
+
+__all__ = ["AnalogConv2d", "AnalogLinear", "analog_layers", "deploy", "drift_to", "enable_hwa"]
+
+Backend = Literal["pcm-sim", "aihwkit"]
+
+
+def _layer_seed(seed: int, index: int) -> int:
+    """A distinct, reproducible seed for the ``index``-th analog layer of a deployment."""
+    return (seed * 1_000_003 + index * 7_919 + 17) % (2**62)
+
+
+class AnalogLinear(nn.Module):
+    """``y = x W^T + b`` whose ``W`` (``(out, in)``) can live on simulated PCM crossbars.
+
+    Args:
+        in_features, out_features: sizes; inputs are ``(..., in_features)``.
+        bias: a digital bias (never on the array).
+        profile: device profile (name, path or object) used by :func:`deploy` and HWA training.
+        backend: ``pcm-sim`` (our vectorized crossbar) or ``aihwkit``.
+        binary_input: inputs are spikes in {0, 1} and drive rows without a DAC.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        profile: str | DeviceProfile | None = None,
+        backend: Backend = "pcm-sim",
+        binary_input: bool = False,
+    ) -> None:
+        super().__init__()
+        if in_features < 1 or out_features < 1:
+            raise ValueError(f"sizes: expected >= 1, got {in_features}x{out_features}")
+        if backend not in ("pcm-sim", "aihwkit"):
+            raise ValueError(f"backend: expected 'pcm-sim' or 'aihwkit', got {backend!r}")
+        self.in_features = in_features
+        self.out_features = out_features
+        self.weight = nn.Parameter(torch.empty(out_features, in_features))
+        self.bias = nn.Parameter(torch.empty(out_features)) if bias else None
+        self.profile = load_profile(profile) if profile is not None else None
+        self.backend: Backend = backend
+        self.binary_input = binary_input
+        self.crossbar: CrossbarArray | None = None
+        self.aihwkit_layer: Any = None
+        self.hwa_generator: torch.Generator | None = None
+        self.hwa_t_s = 0.0
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Kaiming-uniform weights and bias, as ``nn.Linear``."""
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            bound = 1.0 / math.sqrt(self.in_features)
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    @property
+    def is_analog(self) -> bool:
+        """True once the layer is programmed onto a chip."""
+        return self.crossbar is not None or self.aihwkit_layer is not None
+
+    def extra_repr(self) -> str:
+        mode = f"analog[{self.backend}]" if self.is_analog else "software"
+        return f"in={self.in_features}, out={self.out_features}, bias={self.bias is not None}, {mode}"
+
+    def program(self, profile: DeviceProfile, generator: torch.Generator) -> None:
+        """Program the current weights onto a chip with ``profile`` (drawn from ``generator``)."""
+        self.profile = profile
+        weight_in_out = self.weight.detach().t()  # (in, out)
+        if self.backend == "aihwkit":
+            from pcm_sim.backends.aihwkit import AihwkitTile
+
+            self.aihwkit_layer = AihwkitTile(weight_in_out, profile, generator)
+        else:
+            self.crossbar = CrossbarArray(weight_in_out, profile, generator)
+
+    def drift_to(self, t_s: float) -> None:
+        """Move the programmed layer to ``t_s`` seconds after programming (with compensation)."""
+        if self.crossbar is not None:
+            self.crossbar.drift_to(t_s)
+        elif self.aihwkit_layer is not None:
+            self.aihwkit_layer.drift_to(t_s)
+        else:
+            raise RuntimeError("drift_to: layer is not programmed; call pcm_sim.deploy first")
+
+    def to_software(self) -> None:
+        """Forget the programmed chip; the layer computes with its float weights again."""
+        self.crossbar = None
+        self.aihwkit_layer = None
+
+    def _hwa_weight(self) -> Tensor:
+        """One sample of the weights the chip realises at ``hwa_t_s`` (see module docstring)."""
+        assert self.profile is not None and self.hwa_generator is not None
+        profile, gen = self.profile, self.hwa_generator
+        with torch.no_grad():
+            w = self.weight.detach().t()  # (in, out)
+            w_max = mapping.weight_scale(w, profile)
+            targets = mapping.conductance_targets(w, w_max, profile)
+            devices = pcm.program_devices(targets, profile, gen)
+            g_t = pcm.conductance_at(devices, self.hwa_t_s, profile, gen)
+            w_chip = mapping.normalized_weights(g_t, profile)
+            if profile.compensation.mode != "none":
+                ref = mapping.normalized_weights(targets, profile).abs().mean()
+                w_chip = w_chip * (ref / w_chip.abs().mean().clamp(min=1e-12))
+            sample = (w_chip * w_max).t()  # (out, in)
+        return self.weight + (sample - self.weight).detach()
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(..., in) -> (..., out)``."""
+        if x.shape[-1] != self.in_features:
+            raise ValueError(
+                f"AnalogLinear: expected input (..., {self.in_features}), got {tuple(x.shape)}"
+            )
+        if not self.is_analog:
+            weight = self.weight
+            if self.training and self.hwa_generator is not None:
+                weight = self._hwa_weight()
+            return F.linear(x, weight, self.bias)
+        if self.crossbar is not None:
+            y = self.crossbar.mvm(x.detach(), binary_input=self.binary_input)
+        else:
+            y = self.aihwkit_layer.forward(x.detach())
+        y = y.to(x.dtype)
+        if torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad):
+            ideal = F.linear(x, self.weight)
+            y = ideal + (y - ideal).detach()
+        return y if self.bias is None else y + self.bias
+
+
+class AnalogConv2d(nn.Module):
+    """2-D convolution whose kernel ``(out, in, kh, kw)`` is an :class:`AnalogLinear` on im2col.
+
+    Inputs ``(..., C, H, W)``; every output pixel is one MVM of its ``C*kh*kw`` patch.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        padding: int = 0,
+        bias: bool = True,
+        profile: str | DeviceProfile | None = None,
+        backend: Backend = "pcm-sim",
+        binary_input: bool = False,
+    ) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_size = kernel_size
+        self.stride = stride
+        self.padding = padding
+        self.linear = AnalogLinear(
+            in_channels * kernel_size * kernel_size,
+            out_channels,
+            bias=bias,
+            profile=profile,
+            backend=backend,
+            binary_input=binary_input,
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(..., C, H, W) -> (..., out, H', W')``."""
+        if x.dim() < 3 or x.shape[-3] != self.in_channels:
+            raise ValueError(
+                f"AnalogConv2d: expected input (..., {self.in_channels}, H, W), got {tuple(x.shape)}"
+            )
+        lead = x.shape[:-3]
+        h, w = x.shape[-2:]
+        images = x.reshape(-1, self.in_channels, h, w)  # (N, C, H, W)
+        cols = F.unfold(images, self.kernel_size, padding=self.padding, stride=self.stride)
+        h_out = (h + 2 * self.padding - self.kernel_size) // self.stride + 1
+        w_out = (w + 2 * self.padding - self.kernel_size) // self.stride + 1
+        y = self.linear(cols.transpose(1, 2))  # (N, L, out)
+        y = y.transpose(1, 2).reshape(*lead, self.out_channels, h_out, w_out)
+        return y
+
+
+def analog_layers(module: nn.Module) -> list[AnalogLinear]:
+    """Every :class:`AnalogLinear` in ``module`` (convolutions contribute their inner linear)."""
+    return [m for m in module.modules() if isinstance(m, AnalogLinear)]
+
+
+def deploy(
+    module: nn.Module,
+    profile: str | DeviceProfile,
+    seed: int,
+    backend: Backend | None = None,
+    device: torch.device | str | None = None,
+) -> nn.Module:
+    """Program every analog layer of ``module`` onto a chip; returns ``module`` in analog mode.
+
+    Chip ``seed`` fixes every random draw (layer ``i`` uses its own generator derived from it).
+    """
+    prof = load_profile(profile)
+    layers = analog_layers(module)
+    if not layers:
+        raise ValueError("deploy: the module has no AnalogLinear/AnalogConv2d layers")
+    for index, layer in enumerate(layers):
+        if backend is not None:
+            layer.backend = backend
+        dev = torch.device(device) if device is not None else layer.weight.device
+        gen = torch.Generator(device=dev).manual_seed(_layer_seed(seed, index))
+        layer.program(prof, gen)
+    module.eval()
+    return module
+
+
+def drift_to(module: nn.Module, t_seconds: float) -> nn.Module:
+    """Move every programmed layer of ``module`` to ``t_seconds`` after programming."""
+    if not math.isfinite(t_seconds) or t_seconds < 0:
+        raise ValueError(f"t_seconds: expected a finite time >= 0, got {t_seconds}")
+    for layer in analog_layers(module):
+        layer.drift_to(t_seconds)
+    return module
+
+
+def enable_hwa(
+    module: nn.Module, profile: str | DeviceProfile | None, seed: int, t_s: float = 86_400.0
+) -> None:
+    """Turn on hardware-aware noise injection (per training forward) for every analog layer.
+
+    ``profile=None`` turns it off.  Weights are sampled as the chip would realise them at ``t_s``.
+    """
+    prof = load_profile(profile) if profile is not None else None
+    for index, layer in enumerate(analog_layers(module)):
+        if prof is None:
+            layer.hwa_generator = None
+            continue
+        layer.profile = prof
+        layer.hwa_t_s = t_s
+        layer.hwa_generator = torch.Generator(device=layer.weight.device).manual_seed(
+            _layer_seed(seed, index)
+        )

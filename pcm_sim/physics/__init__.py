@@ -1,0 +1,1 @@
+"""Device physics: pure functions of conductance, time and an explicit generator."""

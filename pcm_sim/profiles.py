@@ -1,0 +1,559 @@
+"""Device profiles: the typed, validated description of one simulated PCM chip.
+
+A profile is a YAML mapping with the sections below (units in the field names; every field is
+optional and falls back to the default shown by :func:`default_profile_dict`):
+
+``device``
+    ``g_max_us``, ``g_min_us`` (µS): conductance window of one device; targets map into it.
+    ``levels``: number of programmable conductance levels per device (0 = continuous).
+    ``d2d_gain_std``: device-to-device variability, the relative std of a fixed per-device gain
+    ``k ~ N(1, d2d_gain_std)`` multiplying the programmed conductance.
+    ``stuck_at_gmin_fraction`` / ``stuck_at_gmax_fraction``: fractions of devices stuck at
+    ``g_min`` (open) or ``g_max`` (shorted), drawn per device.
+``programming``
+    ``sigma_us``: programming-noise law, a :class:`Law` of ``x = g_target / g_max`` giving the
+    std in µS at the reference window ``g_ref_us``; applied std is ``scale * sigma_us(x) *
+    g_max_us / g_ref_us`` (Nandakumar et al., ICECS 2019).
+``drift``
+    ``t0_s`` (s): first read after programming; ``g(t) = g_prog * ((t + t0) / t0) ** -nu``.
+    ``nu_mean`` / ``nu_std``: laws of ``x`` for the drift exponent, ``nu = |N(mean, std)|``,
+    multiplied by ``scale``.
+``read_noise``
+    ``q_s``: law of ``x = |g_prog| / g_max``; at time t the relative 1/f read-noise std is
+    ``q_s * sqrt(ln((t + t0 + t_read) / (2 t_read)))`` with ``t_read_s`` (s), times ``scale``.
+    ``per_sample``: if true each sample of a batch sees its own read noise; if false one noisy
+    read of the array is shared by all samples of one MVM call (see ``crossbar.tile``).
+``weight_cell``
+    ``devices_per_polarity``: N devices summed per polarity; ``differential``: G+ and G- pair
+    (only differential cells are supported, as in aihwkit's single-pair converter).
+    ``scaling``: ``layer`` (one w_max for the matrix) or ``column`` (one per output).
+``tile``
+    ``rows`` (inputs) x ``cols`` (outputs) of one physical array.
+``periphery``
+    ``dac_bits`` (0 = ideal), ``input_range`` (|x| mapped to full scale), ``input_policy``:
+    ``clip`` (fixed range, out-of-range inputs saturate) or ``scale`` (per-sample abs-max
+    scaling, aihwkit's noise management).  ``adc_bits`` (0 = ideal), ``output_range``: ADC bound
+    in normalized units (full-scale weight times full-scale input), ``output_noise``: additive
+    Gaussian std in the same units, before the ADC.
+``compensation``
+    ``mode``: ``none``, ``global`` (aihwkit's GlobalDriftCompensation) or ``column``.
+``energy``
+    Per-operation estimates (pJ, ns) used by validation reports; each carries its source.
+``provenance``
+    ``source`` and ``note``: where the numbers come from.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+__all__ = [
+    "DeviceProfile",
+    "Law",
+    "LawPiece",
+    "ProfileError",
+    "default_profile_dict",
+    "list_profiles",
+    "load_profile",
+    "profile_dir",
+]
+
+MAX_PROFILE_BYTES = 1_000_000
+MAX_TILE_SIZE = 65_536
+
+
+class ProfileError(ValueError):
+    """A device profile is malformed; the message names the file, the field and the expectation."""
+
+
+def _check_finite(path: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ProfileError(f"{path}: expected a number, got {type(value).__name__} {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ProfileError(f"{path}: expected a finite number, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class LawPiece:
+    """One branch of a piecewise law ``f(x)`` of relative conductance ``x = g / g_max``.
+
+    ``form``: ``log`` -> ``c0 * ln(x) + c1``; ``poly`` -> ``sum_i c_i x**i``;
+    ``power`` -> ``c0 * x ** -c1``.  The branch applies for ``x < x_below`` (``None`` = to
+    infinity) and its value is clipped to ``[clip_min, clip_max]`` (``None`` = open).
+    """
+
+    form: Literal["log", "poly", "power"]
+    coeffs: tuple[float, ...]
+    x_below: float | None = None
+    clip_min: float | None = None
+    clip_max: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.form not in ("log", "poly", "power"):
+            raise ProfileError(f"form: expected log|poly|power, got {self.form!r}")
+        if self.form in ("log", "power") and len(self.coeffs) != 2:
+            raise ProfileError(f"coeffs: a {self.form} law takes 2 coefficients")
+        if not self.coeffs:
+            raise ProfileError("coeffs: expected at least one coefficient")
+
+
+@dataclass(frozen=True)
+class Law:
+    """Piecewise law of relative conductance; pieces are tried in order of ``x_below``."""
+
+    pieces: tuple[LawPiece, ...]
+
+    def __post_init__(self) -> None:
+        if not self.pieces:
+            raise ProfileError("pieces: expected at least one piece")
+        bounds = [p.x_below for p in self.pieces[:-1]]
+        if any(b is None for b in bounds) or self.pieces[-1].x_below is not None:
+            raise ProfileError("pieces: only the last piece may (and must) omit x_below")
+        if bounds != sorted(bounds):  # type: ignore[type-var]
+            raise ProfileError("pieces: x_below must increase")
+
+
+@dataclass(frozen=True)
+class DeviceParams:
+    """Per-device physics; see the module docstring for units and meaning."""
+
+    g_max_us: float = 25.0
+    g_min_us: float = 0.0
+    levels: int = 0
+    d2d_gain_std: float = 0.0
+    stuck_at_gmin_fraction: float = 0.0
+    stuck_at_gmax_fraction: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.g_max_us <= 0:
+            raise ProfileError(f"device.g_max_us: expected > 0, got {self.g_max_us}")
+        if not 0 <= self.g_min_us < self.g_max_us:
+            raise ProfileError(f"device.g_min_us: expected 0 <= g_min_us < g_max_us, got {self.g_min_us}")
+        if self.levels < 0 or self.levels == 1 or self.levels > 65_536:
+            raise ProfileError(f"device.levels: expected 0 (continuous) or 2..65536, got {self.levels}")
+        if self.d2d_gain_std < 0 or self.d2d_gain_std > 1:
+            raise ProfileError(f"device.d2d_gain_std: expected 0..1, got {self.d2d_gain_std}")
+        for name in ("stuck_at_gmin_fraction", "stuck_at_gmax_fraction"):
+            value = getattr(self, name)
+            if not 0 <= value <= 1:
+                raise ProfileError(f"device.{name}: expected a fraction in [0, 1], got {value}")
+        if self.stuck_at_gmin_fraction + self.stuck_at_gmax_fraction > 1:
+            raise ProfileError("device: stuck-at fractions sum to more than 1")
+
+
+@dataclass(frozen=True)
+class ProgrammingParams:
+    """Programming noise: ``std = scale * sigma_us(x) * g_max / g_ref_us`` (µS)."""
+
+    sigma_us: Law
+    g_ref_us: float = 25.0
+    scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.g_ref_us <= 0:
+            raise ProfileError(f"programming.g_ref_us: expected > 0, got {self.g_ref_us}")
+        if self.scale < 0:
+            raise ProfileError(f"programming.scale: expected >= 0, got {self.scale}")
+
+
+@dataclass(frozen=True)
+class DriftParams:
+    """Drift ``g(t) = g_prog ((t + t0)/t0)^-nu``, ``nu = scale * |N(nu_mean(x), nu_std(x))|``."""
+
+    nu_mean: Law
+    nu_std: Law
+    t0_s: float = 20.0
+    scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.t0_s <= 0:
+            raise ProfileError(f"drift.t0_s: expected > 0, got {self.t0_s}")
+        if self.scale < 0:
+            raise ProfileError(f"drift.scale: expected >= 0, got {self.scale}")
+
+
+@dataclass(frozen=True)
+class ReadNoiseParams:
+    """1/f read noise: relative std ``scale * q_s(x) * sqrt(ln((t + t0 + t_read)/(2 t_read)))``."""
+
+    q_s: Law
+    t_read_s: float = 250e-9
+    scale: float = 1.0
+    per_sample: bool = False
+
+    def __post_init__(self) -> None:
+        if self.t_read_s <= 0:
+            raise ProfileError(f"read_noise.t_read_s: expected > 0, got {self.t_read_s}")
+        if self.scale < 0:
+            raise ProfileError(f"read_noise.scale: expected >= 0, got {self.scale}")
+
+
+@dataclass(frozen=True)
+class WeightCellParams:
+    """Weight cell: a differential pair with N devices per polarity; w_max per layer or column."""
+
+    devices_per_polarity: int = 1
+    differential: bool = True
+    scaling: Literal["layer", "column"] = "layer"
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.devices_per_polarity <= 16:
+            raise ProfileError(
+                f"weight_cell.devices_per_polarity: expected 1..16, got {self.devices_per_polarity}"
+            )
+        if not self.differential:
+            raise ProfileError("weight_cell.differential: only differential pairs are supported")
+        if self.scaling not in ("layer", "column"):
+            raise ProfileError(f"weight_cell.scaling: expected layer|column, got {self.scaling!r}")
+
+
+@dataclass(frozen=True)
+class TileParams:
+    """Physical array size: ``rows`` inputs by ``cols`` outputs."""
+
+    rows: int = 512
+    cols: int = 512
+
+    def __post_init__(self) -> None:
+        for name in ("rows", "cols"):
+            value = getattr(self, name)
+            if not 1 <= value <= MAX_TILE_SIZE:
+                raise ProfileError(f"tile.{name}: expected 1..{MAX_TILE_SIZE}, got {value}")
+
+
+@dataclass(frozen=True)
+class PeripheryParams:
+    """DAC/ADC periphery in normalized units (full-scale weight x full-scale input = 1)."""
+
+    dac_bits: int = 0
+    input_range: float = 1.0
+    input_policy: Literal["clip", "scale"] = "scale"
+    adc_bits: int = 0
+    output_range: float = 0.0
+    output_noise: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("dac_bits", "adc_bits"):
+            value = getattr(self, name)
+            if not 0 <= value <= 24:
+                raise ProfileError(f"periphery.{name}: expected 0 (ideal) or 1..24 bits, got {value}")
+        if self.dac_bits == 1 or self.adc_bits == 1:
+            raise ProfileError("periphery: a signed converter needs at least 2 bits (0 = ideal)")
+        if self.input_range <= 0:
+            raise ProfileError(f"periphery.input_range: expected > 0, got {self.input_range}")
+        if self.input_policy not in ("clip", "scale"):
+            raise ProfileError(
+                f"periphery.input_policy: expected clip|scale, got {self.input_policy!r}"
+            )
+        if self.output_range < 0:
+            raise ProfileError(
+                f"periphery.output_range: expected >= 0 (0 = unbounded), got {self.output_range}"
+            )
+        if self.adc_bits and not self.output_range:
+            raise ProfileError("periphery.output_range: an ADC (adc_bits > 0) needs a range > 0")
+        if self.output_noise < 0:
+            raise ProfileError(f"periphery.output_noise: expected >= 0, got {self.output_noise}")
+
+
+@dataclass(frozen=True)
+class CompensationParams:
+    """Drift compensation mode: none, global (one scalar per layer) or column (one per output)."""
+
+    mode: Literal["none", "global", "column"] = "global"
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("none", "global", "column"):
+            raise ProfileError(
+                f"compensation.mode: expected none|global|column, got {self.mode!r}"
+            )
+
+
+@dataclass(frozen=True)
+class EnergyParams:
+    """Per-operation cost estimates for reports (labelled estimates, with their source)."""
+
+    cell_read_pj: float = 0.0
+    dac_conversion_pj: float = 0.0
+    adc_conversion_pj: float = 0.0
+    programming_pulse_pj: float = 0.0
+    mvm_latency_ns: float = 0.0
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            if f.name != "source" and getattr(self, f.name) < 0:
+                raise ProfileError(f"energy.{f.name}: expected >= 0")
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a profile's numbers come from."""
+
+    source: str = ""
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class DeviceProfile:
+    """A complete, validated device profile (immutable)."""
+
+    name: str
+    device: DeviceParams
+    programming: ProgrammingParams
+    drift: DriftParams
+    read_noise: ReadNoiseParams
+    weight_cell: WeightCellParams = field(default_factory=WeightCellParams)
+    tile: TileParams = field(default_factory=TileParams)
+    periphery: PeripheryParams = field(default_factory=PeripheryParams)
+    compensation: CompensationParams = field(default_factory=CompensationParams)
+    energy: EnergyParams = field(default_factory=EnergyParams)
+    provenance: Provenance = field(default_factory=Provenance)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (YAML/JSON friendly); ``from_dict(to_dict())`` gives an equal profile."""
+        return _to_plain(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "<dict>") -> DeviceProfile:
+        """Build and validate a profile from a nested mapping; raises :class:`ProfileError`."""
+        try:
+            return _build(cls, data, "", source)
+        except ProfileError as exc:
+            msg = str(exc)
+            if msg.startswith(f"{source}: "):
+                raise
+            raise ProfileError(f"{source}: {msg}") from None
+
+    def with_overrides(self, overrides: dict[str, Any]) -> DeviceProfile:
+        """A new profile with dotted overrides applied, e.g. ``{"drift.scale": 2.0}``."""
+        data = self.to_dict()
+        for dotted, value in overrides.items():
+            _set_dotted(data, dotted, value, self.name)
+        return DeviceProfile.from_dict(data, source=f"{self.name} (overrides)")
+
+    @property
+    def is_ideal(self) -> bool:
+        """True when reads reproduce the weights exactly (no noise, drift, faults, converters)."""
+        return (
+            self.programming.scale == 0
+            and self.drift.scale == 0
+            and self.read_noise.scale == 0
+            and self.device.levels == 0
+            and self.device.d2d_gain_std == 0
+            and self.device.stuck_at_gmin_fraction == 0
+            and self.device.stuck_at_gmax_fraction == 0
+            and self.periphery.dac_bits == 0
+            and self.periphery.adc_bits == 0
+            and self.periphery.output_range == 0
+            and self.periphery.output_noise == 0
+        )
+
+    def to_aihwkit(self) -> Any:
+        """The equivalent aihwkit ``InferenceRPUConfig`` (see :mod:`pcm_sim.backends.aihwkit`)."""
+        from pcm_sim.backends.aihwkit import rpu_config_from_profile
+
+        return rpu_config_from_profile(self)
+
+
+def _to_plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _to_plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_to_plain(v) for v in value]
+    return value
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any, source: str) -> None:
+    keys = dotted.split(".")
+    node: Any = data
+    for key in keys[:-1]:
+        if not isinstance(node, dict) or key not in node:
+            raise ProfileError(f"{source}: override {dotted!r}: unknown section {key!r}")
+        node = node[key]
+    if not isinstance(node, dict) or keys[-1] not in node:
+        raise ProfileError(f"{source}: override {dotted!r}: unknown field")
+    node[keys[-1]] = copy.deepcopy(value)
+
+
+_SECTION_TYPES: dict[str, type] = {
+    "device": DeviceParams,
+    "programming": ProgrammingParams,
+    "drift": DriftParams,
+    "read_noise": ReadNoiseParams,
+    "weight_cell": WeightCellParams,
+    "tile": TileParams,
+    "periphery": PeripheryParams,
+    "compensation": CompensationParams,
+    "energy": EnergyParams,
+    "provenance": Provenance,
+}
+
+
+def _build(cls: type, data: Any, path: str, source: str) -> Any:
+    """Recursively build dataclass ``cls`` from ``data`` with strict type checks."""
+    where = path or "profile"
+    if not isinstance(data, dict):
+        raise ProfileError(f"{where}: expected a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ProfileError(f"{where}: unknown key {unknown[0]!r} (expected one of {sorted(fields)})")
+    kwargs: dict[str, Any] = {}
+    for name, f in fields.items():
+        sub = f"{path}.{name}" if path else name
+        if name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ProfileError(f"{sub}: missing required field")
+            continue
+        kwargs[name] = _convert(f.type, data[name], sub, source)
+    try:
+        return cls(**kwargs)
+    except ProfileError as exc:
+        msg = str(exc)
+        raise ProfileError(msg if msg.startswith(path) or not path else f"{path}: {msg}") from None
+
+
+def _convert(type_name: Any, value: Any, path: str, source: str) -> Any:
+    """Convert a raw YAML value to the annotated field type (annotations are strings here)."""
+    t = str(type_name)
+    if t == "Law":
+        return _build_law(value, path)
+    section = path.split(".")[-1]
+    if t in {c.__name__ for c in _SECTION_TYPES.values()}:
+        return _build(_SECTION_TYPES[section], value, path, source)
+    if t == "float":
+        return _check_finite(path, value)
+    if t == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ProfileError(f"{path}: expected an integer, got {value!r}")
+        return value
+    if t == "bool":
+        if not isinstance(value, bool):
+            raise ProfileError(f"{path}: expected true or false, got {value!r}")
+        return value
+    if t == "str" or t.startswith("Literal"):
+        if not isinstance(value, str):
+            raise ProfileError(f"{path}: expected a string, got {value!r}")
+        return value
+    raise ProfileError(f"{path}: unsupported field type {t}")  # pragma: no cover
+
+
+def _build_law(value: Any, path: str) -> Law:
+    if not isinstance(value, list) or not value:
+        raise ProfileError(f"{path}: expected a non-empty list of law pieces")
+    pieces = []
+    allowed = {"form", "coeffs", "x_below", "clip_min", "clip_max"}
+    for i, raw in enumerate(value):
+        where = f"{path}[{i}]"
+        if not isinstance(raw, dict):
+            raise ProfileError(f"{where}: expected a mapping with form and coeffs")
+        unknown = sorted(set(raw) - allowed)
+        if unknown:
+            raise ProfileError(f"{where}: unknown key {unknown[0]!r} (expected {sorted(allowed)})")
+        if "form" not in raw or "coeffs" not in raw:
+            raise ProfileError(f"{where}: missing required field form or coeffs")
+        coeffs = raw["coeffs"]
+        if not isinstance(coeffs, list):
+            raise ProfileError(f"{where}.coeffs: expected a list of numbers")
+        optional = {
+            k: (None if raw.get(k) is None else _check_finite(f"{where}.{k}", raw[k]))
+            for k in ("x_below", "clip_min", "clip_max")
+        }
+        try:
+            pieces.append(
+                LawPiece(
+                    form=raw["form"],
+                    coeffs=tuple(_check_finite(f"{where}.coeffs", c) for c in coeffs),
+                    **optional,
+                )
+            )
+        except ProfileError as exc:
+            raise ProfileError(f"{where}.{exc}") from None
+    try:
+        return Law(tuple(pieces))
+    except ProfileError as exc:
+        raise ProfileError(f"{path}.{exc}") from None
+
+
+def profile_dir() -> Path:
+    """Directory of the shipped profiles (package data, so it works after ``pip install .``)."""
+    return Path(str(resources.files("pcm_sim") / "data_files" / "device_profiles"))
+
+
+def list_profiles() -> list[str]:
+    """Names of the shipped profiles."""
+    return sorted(p.stem for p in profile_dir().glob("*.yaml"))
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """Safe loader that refuses aliases (no alias bombs) and duplicate keys."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:  # type: ignore[override]
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise ProfileError(f"line {event.start_mark.line + 1}: YAML aliases are not allowed")
+        return super().compose_node(parent, index)
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ProfileError(f"{path}: cannot read file ({exc.strerror})") from None
+    if len(raw) > MAX_PROFILE_BYTES:
+        raise ProfileError(f"{path}: file is {len(raw)} bytes, expected at most {MAX_PROFILE_BYTES}")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProfileError(f"{path}: not UTF-8 text (binary file?)") from None
+    if "\x00" in text:
+        raise ProfileError(f"{path}: not a text file (contains NUL bytes)")
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except ProfileError as exc:
+        raise ProfileError(f"{path}: {exc}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ProfileError(f"{path}: malformed YAML{where}: {problem}") from None
+
+
+def load_profile(
+    name_or_path: str | Path | DeviceProfile, overrides: dict[str, Any] | None = None
+) -> DeviceProfile:
+    """Load a profile by shipped name (``pcm_nandakumar2019``) or YAML path, then apply overrides.
+
+    Raises :class:`ProfileError` naming the file, the field and what was expected.
+    """
+    if isinstance(name_or_path, DeviceProfile):
+        profile = name_or_path
+    else:
+        text = str(name_or_path)
+        path = Path(text)
+        if not (text.endswith((".yaml", ".yml")) or path.exists()):
+            path = profile_dir() / f"{text}.yaml"
+            if not path.exists():
+                raise ProfileError(
+                    f"unknown profile {text!r}: expected a YAML path or one of {list_profiles()}"
+                )
+        data = _read_yaml(path)
+        if isinstance(data, dict) and "name" not in data:
+            data = {"name": path.stem, **data}
+        profile = DeviceProfile.from_dict(data, source=str(path))
+    return profile.with_overrides(overrides) if overrides else profile
+
+
+def default_profile_dict() -> dict[str, Any]:
+    """The Nandakumar-2019 profile as a dict: the defaults every field falls back to."""
+    return load_profile("pcm_nandakumar2019").to_dict()

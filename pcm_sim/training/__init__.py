@@ -1,0 +1,1 @@
+"""Training: software / hardware-aware training loops, checkpoints, hardware in the loop."""

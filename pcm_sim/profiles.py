@@ -367,6 +367,8 @@ class DeviceProfile:
 
 def _to_plain(value: Any) -> Any:
     if isinstance(value, dict):
+        if set(value) == {"pieces"}:  # a Law serializes as its list of pieces
+            return _to_plain(value["pieces"])
         return {k: _to_plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_to_plain(v) for v in value]

@@ -55,7 +55,8 @@ def evaluate_law(law: Law, x: Tensor) -> Tensor:
             value = torch.full_like(x, piece.coeffs[-1])
             for coeff in reversed(piece.coeffs[:-1]):  # Horner: c0 + x (c1 + x (c2 + ...))
                 value = value * x + coeff
-        value = value.clamp(min=piece.clip_min, max=piece.clip_max)
+        if piece.clip_min is not None or piece.clip_max is not None:
+            value = value.clamp(min=piece.clip_min, max=piece.clip_max)
         if len(law.pieces) == 1:
             return value
         mask = (x >= lower) & (x < upper)

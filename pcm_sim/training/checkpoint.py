@@ -64,13 +64,16 @@ def train_recipe(
     out_dir: Path,
     overrides: dict[str, Any] | None = None,
     log: Any = print,
+    data_overrides: dict[str, Any] | None = None,
 ) -> Path:
     """Train a recipe in software (hardware-aware if configured) and write ``out_dir/model.pt``.
 
-    ``overrides`` replace ``training`` fields (e.g. ``{"epochs": 2}``).
+    ``overrides`` replace ``training`` fields (e.g. ``{"epochs": 2}``), ``data_overrides``
+    ``data`` fields (e.g. ``{"data_dir": ...}``).
     """
     recipe = load_recipe(recipe_name)
     recipe["training"].update(overrides or {})
+    recipe["data"].update(data_overrides or {})
     family = FAMILIES[recipe["family"]]
     seed = int(recipe["training"].get("seed", 0))
     torch.manual_seed(seed)  # parameter initialisation of torch modules

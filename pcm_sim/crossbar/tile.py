@@ -1,8 +1,9 @@
 """A programmed PCM crossbar: tiles, drift, fresh read noise, periphery and compensation.
 
-One :class:`CrossbarArray` holds a whole weight matrix, split into ``n_tiles = ceil(in / rows)``
-row tiles of ``rows`` inputs (column tiles share rows and need no separate treatment: every
-column has its own ADC).  For a normalized input ``u`` (after DAC) and tile ``k``:
+One :class:`CrossbarArray` holds a whole weight matrix, split into ``n = ceil(in / rows)`` row
+tiles of near-equal size (sizes differ by at most one, as aihwkit splits; shorter tiles are
+zero-padded so all tiles run in one batched matmul).  Column tiles share rows and need no
+separate treatment: every column has its own ADC.  For a normalized input ``u`` (after DAC) and tile ``k``:
 
     ``y_k = ADC( u_k @ (W_k + sigma_k * Z) + out_noise * Z' )``        (normalized units)
     ``y   = alpha * w_max * sum_k s_k * y_k + b``
@@ -20,10 +21,9 @@ per-device Gaussian read; noise is not clamped at zero conductance per read.
 
 Global drift compensation follows aihwkit's semantics: after programming (t = 0) and at time t the
 array is read, through the full analog path, with the same known inputs; ``alpha = mean|y_0| /
-mean|y_t|`` (``global``) or the same ratio per output column (``column``).  aihwkit reads with
-the one-hot inputs ``eye(in)``; with an 8-bit ADC, one-hot reads of small weights mostly round
-to zero and bias the ratio, so we read with a fixed set of ``CALIBRATION_VECTORS`` random +-1
-vectors (seed 0), whose outputs span the ADC range.  All tiles run in one batched matmul.
+mean|y_t|`` (``global``) or the same ratio per output column (``column``).  As in aihwkit the
+known inputs are the one-hot vectors ``eye(in)``: dense calibration vectors would saturate the
+ADC, and the output noise dithers the ADC rounding of small one-hot reads.
 """
 
 from __future__ import annotations
@@ -40,7 +40,6 @@ from pcm_sim.profiles import DeviceProfile
 __all__ = ["CrossbarArray"]
 
 MIN_READOUT = 1e-4
-CALIBRATION_VECTORS = 128
 
 
 class CrossbarArray:
@@ -62,8 +61,18 @@ class CrossbarArray:
         self.profile = profile
         self.generator = generator
         self.in_features, self.out_features = weight_in_out.shape
-        self.rows = min(profile.tile.rows, self.in_features)
-        self.n_row_tiles = math.ceil(self.in_features / self.rows)
+        self.n_row_tiles = math.ceil(self.in_features / profile.tile.rows)
+        base, extra = divmod(self.in_features, self.n_row_tiles)
+        self.tile_sizes = [base + (k < extra) for k in range(self.n_row_tiles)]
+        self.rows = self.tile_sizes[0]
+        # padded layout: slot (k, r) holds input row ``index[k*rows + r]``; ``in`` = zero row
+        index = torch.full((self.n_row_tiles, self.rows), self.in_features, dtype=torch.long)
+        start = 0
+        for k, size in enumerate(self.tile_sizes):
+            index[k, :size] = torch.arange(start, start + size)
+            start += size
+        self.row_index = index.reshape(-1).to(weight_in_out.device)
+        self.padded = extra != 0
         self.n_col_tiles = math.ceil(self.out_features / profile.tile.cols)
         weight = weight_in_out.detach().float()
         self.w_max = mapping.weight_scale(weight, profile)
@@ -123,21 +132,21 @@ class CrossbarArray:
         self.var_tiles = self._tile(var)  # (tiles, rows, out)
 
     def _tile(self, matrix: Tensor) -> Tensor:
-        pad = self.n_row_tiles * self.rows - self.in_features
-        if pad:
-            matrix = torch.nn.functional.pad(matrix, (0, 0, 0, pad))
+        """``(in, out) -> (tiles, rows, out)`` in the padded tile layout."""
+        if self.padded:
+            matrix = torch.nn.functional.pad(matrix, (0, 0, 0, 1))[self.row_index]
         return matrix.reshape(self.n_row_tiles, self.rows, self.out_features).contiguous()
 
     def effective_weight(self) -> Tensor:
         """Mean weight the array realises now, ``(in, out)``, compensation included."""
-        w = self.w_tiles.reshape(-1, self.out_features)[: self.in_features]
+        w = self.w_tiles.reshape(-1, self.out_features)
+        if self.padded:
+            w = w[self.row_index < self.in_features]
         return w * self.w_max * self.alpha
 
     def _calibration_readout(self) -> Tensor:
-        known = torch.Generator().manual_seed(0)
-        signs = torch.randint(0, 2, (CALIBRATION_VECTORS, self.in_features), generator=known)
-        inputs = (2.0 * signs - 1.0).to(self.w_tiles)  # (n_cal, in), +-1
-        out = self.mvm(inputs, apply_compensation=False).abs()  # (n_cal, out)
+        eye = torch.eye(self.in_features, dtype=self.w_tiles.dtype, device=self.w_tiles.device)
+        out = self.mvm(eye, apply_compensation=False).abs()  # (in, out): one-hot reads
         if self.profile.compensation.mode == "column":
             return out.mean(dim=0).clamp(min=MIN_READOUT)
         return out.mean().clamp(min=MIN_READOUT)
@@ -156,9 +165,8 @@ class CrossbarArray:
         lead = x.shape[:-1]
         flat = x.reshape(-1, self.in_features).to(self.w_tiles.dtype)  # (N, in)
         n_samples = flat.shape[0]
-        pad = self.n_row_tiles * self.rows - self.in_features
-        if pad:
-            flat = torch.nn.functional.pad(flat, (0, pad))
+        if self.padded:
+            flat = torch.nn.functional.pad(flat, (0, 1))[:, self.row_index]  # (N, tiles*rows)
         u = flat.reshape(n_samples, self.n_row_tiles, self.rows).transpose(0, 1)  # (T, N, rows)
         per = self.profile.periphery
         needs_periphery = bool(per.dac_bits or per.output_range or per.output_noise)

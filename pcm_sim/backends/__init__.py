@@ -1,0 +1,1 @@
+"""Second backends: the same layers on aihwkit tiles."""

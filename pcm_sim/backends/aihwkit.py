@@ -1,0 +1,171 @@
+"""aihwkit backend: the same analog layer on aihwkit 1.2.0 inference tiles, from the same profile.
+
+:func:`rpu_config_from_profile` translates a profile into an ``InferenceRPUConfig``:
+
+* noise model: ``PCMLikeNoiseModel`` when the profile has the Nandakumar-2019 laws (its
+  programming polynomial, ``g_max``, ``t0``, ``t_read`` and scales carried over), or
+  ``HermesNoiseModel(num_devices=2)`` for the HERMES laws; other laws have no aihwkit model;
+* periphery: ``inp_res = 1/(2^dac_bits - 2)``, ``out_res = 1/(2^adc_bits - 2)`` (step
+  ``2 * bound * res``, the same grid as ours), ``out_bound = output_range``, ``out_noise =
+  output_noise``, ``ABS_MAX`` noise management for ``input_policy: scale`` and ``CONSTANT``
+  (``nm_thres = input_range``) for ``clip``; bound management off (we have no iterative
+  re-reads); tiles ``max_input_size = rows``, ``max_output_size = cols``; digital bias; weights
+  normalized to ``max|w| = 1`` (``weight_scaling_omega = 1``) so that the ADC range applies to
+  normalized outputs, as on our crossbar;
+* drift compensation: ``GlobalDriftCompensation`` / ``PerColumnDriftCompensation`` / none.
+
+Not representable in aihwkit (raise :class:`ProfileError`): conductance levels, device-to-device
+gain, stuck-at faults, several devices per polarity, per-column weight scaling.  aihwkit draws
+read noise once per ``drift_analog_weights`` call, not per read.  aihwkit samples from torch's
+global generator, so :class:`AihwkitTile` seeds it from the layer's generator before each draw.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from pcm_sim.profiles import DeviceProfile, ProfileError, load_profile
+
+__all__ = ["AihwkitTile", "rpu_config_from_profile"]
+
+
+def _same_laws(a: DeviceProfile, b: DeviceProfile) -> bool:
+    return (
+        a.drift.nu_mean == b.drift.nu_mean
+        and a.drift.nu_std == b.drift.nu_std
+        and a.read_noise.q_s == b.read_noise.q_s
+    )
+
+
+def _resolution(bits: int) -> float:
+    return 1.0 / (2**bits - 2) if bits else -1.0
+
+
+def rpu_config_from_profile(profile: DeviceProfile) -> Any:
+    """The aihwkit ``InferenceRPUConfig`` equivalent to ``profile`` (see module docstring)."""
+    from aihwkit.inference import HermesNoiseModel, PCMLikeNoiseModel
+    from aihwkit.inference.compensation.drift import (
+        GlobalDriftCompensation,
+        PerColumnDriftCompensation,
+    )
+    from aihwkit.inference.converter.conductance import SinglePairConductanceConverter
+    from aihwkit.simulator.configs import InferenceRPUConfig
+    from aihwkit.simulator.parameters.enums import BoundManagementType, NoiseManagementType
+
+    dev = profile.device
+    for field, value in [
+        ("device.levels", dev.levels),
+        ("device.d2d_gain_std", dev.d2d_gain_std),
+        ("device.stuck_at_gmin_fraction", dev.stuck_at_gmin_fraction),
+        ("device.stuck_at_gmax_fraction", dev.stuck_at_gmax_fraction),
+    ]:
+        if value:
+            raise ProfileError(f"{profile.name}: {field}={value} has no aihwkit equivalent (expected 0)")
+    if profile.weight_cell.devices_per_polarity != 1 or profile.weight_cell.scaling != "layer":
+        raise ProfileError(
+            f"{profile.name}: weight_cell: aihwkit's converter needs 1 device per polarity, layer scaling"
+        )
+    cfg = InferenceRPUConfig()
+    per = profile.periphery
+    cfg.forward.inp_res = _resolution(per.dac_bits)
+    cfg.forward.out_res = _resolution(per.adc_bits)
+    cfg.forward.out_bound = per.output_range if per.output_range else -1.0
+    cfg.forward.out_noise = per.output_noise
+    cfg.forward.w_noise = 0.0
+    cfg.forward.bound_management = BoundManagementType.NONE
+    if per.input_policy == "scale":
+        cfg.forward.noise_management = NoiseManagementType.ABS_MAX
+    else:
+        cfg.forward.noise_management = NoiseManagementType.CONSTANT
+        cfg.forward.nm_thres = per.input_range
+    cfg.forward.is_perfect = profile.is_ideal
+    cfg.mapping.max_input_size = profile.tile.rows
+    cfg.mapping.max_output_size = profile.tile.cols
+    cfg.mapping.digital_bias = True
+    cfg.mapping.weight_scaling_omega = 1.0  # weights normalized to max |w| = 1, as ours
+    cfg.mapping.weight_scaling_columnwise = False
+
+    converter = SinglePairConductanceConverter(g_max=dev.g_max_us, g_min=dev.g_min_us)
+    scales = {
+        "prog_noise_scale": profile.programming.scale,
+        "read_noise_scale": profile.read_noise.scale,
+        "drift_scale": profile.drift.scale,
+    }
+    if _same_laws(profile, load_profile("pcm_hermes2023")):
+        cfg.noise_model = HermesNoiseModel(
+            prog_coeff=list(profile.programming.sigma_us.pieces[0].coeffs),
+            g_converter=converter,
+            num_devices=2,
+            g_max=dev.g_max_us,
+            t_read=profile.read_noise.t_read_s,
+            t_0=profile.drift.t0_s,
+            **scales,
+        )
+    elif _same_laws(profile, load_profile("pcm_nandakumar2019")) or profile.is_ideal:
+        coeffs = profile.programming.sigma_us.pieces[0].coeffs
+        cfg.noise_model = PCMLikeNoiseModel(
+            prog_coeff=list(coeffs) if any(coeffs) else [0.26348, 1.9650, -1.1731],
+            g_converter=converter,
+            g_max=dev.g_max_us,
+            t_read=profile.read_noise.t_read_s,
+            t_0=profile.drift.t0_s,
+            **scales,
+        )
+    else:
+        raise ProfileError(
+            f"{profile.name}: drift/read-noise laws match no aihwkit noise model "
+            "(expected the Nandakumar-2019 or HERMES laws)"
+        )
+    # aihwkit 1.2.0 ignores an explicit prog_coeff_g_max_reference (the attribute is only set
+    # when the argument is None), so set it after construction.
+    cfg.noise_model.prog_coeff_g_max_reference = profile.programming.g_ref_us
+    mode = profile.compensation.mode
+    cfg.drift_compensation = (
+        GlobalDriftCompensation()
+        if mode == "global"
+        else PerColumnDriftCompensation()
+        if mode == "column"
+        else None
+    )
+    return cfg
+
+
+class AihwkitTile:
+    """A weight matrix ``(in, out)`` programmed onto an aihwkit ``AnalogLinear`` (no bias)."""
+
+    def __init__(
+        self, weight_in_out: Tensor, profile: DeviceProfile, generator: torch.Generator
+    ) -> None:
+        from aihwkit.nn import AnalogLinear as AihwkitLinear
+
+        self.profile = profile
+        self.generator = generator
+        in_features, out_features = weight_in_out.shape
+        self.layer = AihwkitLinear(
+            in_features, out_features, bias=False, rpu_config=rpu_config_from_profile(profile)
+        )
+        self.layer.set_weights(weight_in_out.detach().t().contiguous().cpu())
+        self.layer.eval()
+        self._seed_global()
+        self.layer.program_analog_weights()
+        self.drift_to(0.0)
+
+    def _seed_global(self) -> None:
+        seed = int(torch.randint(0, 2**62, (1,), generator=self.generator))
+        torch.manual_seed(seed)
+
+    def drift_to(self, t_s: float) -> None:
+        """Drift the programmed weights to ``t_s`` (one read-noise draw, aihwkit semantics)."""
+        self._seed_global()
+        self.layer.drift_analog_weights(float(t_s))
+
+    @torch.no_grad()
+    def forward(self, x: Tensor) -> Tensor:
+        """``(..., in) -> (..., out)``."""
+        lead = x.shape[:-1]
+        self._seed_global()
+        out: Tensor = self.layer(x.reshape(-1, x.shape[-1]).float())
+        return out.reshape(*lead, out.shape[-1])

@@ -1,0 +1,182 @@
+"""Leaky integrate-and-fire neurons: Yanguas-Gil's coarse-scale LIF and a continuous-time LIF.
+
+Coarse scale (A. Yanguas-Gil, "Coarse scale representation of spiking neural networks:
+backpropagation through spikes and application to neuromorphic hardware", ICONS 2020).  One
+coarse step is one unit of time; ``tau`` is the membrane time constant in those units:
+
+    ``a = exp(-1/tau)``,  ``b = tau (1 - a)``,  ``c = tau (1 - b)``
+    ``v_t = (1 - s_{t-1}) (a v_{t-1} + b x_t) + s_{t-1} c x_t``
+    ``s_t = H(v_t - 1)``            (``H(0) = 1``: a neuron spikes when ``v_t >= 1``)
+
+with the surrogate gradient ``dH/dv = beta σ(beta (v - 1)) (1 - σ(beta (v - 1)))``, ``beta = 5``.
+``x_t`` is the synaptic input of window ``t`` (``W s^{in}_t``, a spike count times weight).
+
+The coefficients are those of a continuous-time LIF ``dv/dt = -v/tau + Σ_k w_k δ(t - t_k)``
+(threshold 1, reset to 0, absolute refractory period of one time unit) whose input spikes arrive at
+uniformly random times within their window: a spike arriving at ``u ~ U(0, 1)`` contributes
+``E[exp(-(1 - u)/tau)] = ∫_0^1 exp(-(1-u)/tau) du = b`` by the window's end; after a spike at a
+uniformly random time ``r`` of window ``t - 1``, the inputs of window ``t`` that arrive before
+``r + 1`` are lost to refractoriness, leaving
+``E_r[∫_r^1 exp(-(1-u)/tau) du] = tau (1 - b) = c``.  :func:`continuous_lif_step` simulates that
+neuron with a fine time step ``dt`` (the transfer target of a trained coarse network):
+
+    refractory:   ``v = 0`` (input ignored) while ``refractory_s > 0``; it decreases by ``dt``
+    otherwise:    ``v ← exp(-dt/tau) v + q``       (``q``: charge of the spikes of this fine step)
+    spike:        ``v >= 1`` → ``s = 1``, ``v ← 0``, ``refractory_s ← t_ref``
+
+Shapes: ``x``, ``q``, ``v``, ``s`` are ``(..., units)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "CoarseLIFParams",
+    "ContinuousLIFParams",
+    "ContinuousLIFState",
+    "LIFState",
+    "coarse_lif_step",
+    "continuous_lif_step",
+    "heaviside_sigmoid",
+    "refine_spike_train",
+]
+
+THRESHOLD = 1.0
+"""Firing threshold of both models (membrane potential in units of the threshold)."""
+
+
+class _HeavisideSigmoid(torch.autograd.Function):
+    """Forward ``H(u) = [u >= 0]``; backward ``beta σ(beta u) (1 - σ(beta u))``."""
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, u: Tensor, beta: float) -> Tensor:
+        ctx.save_for_backward(u)
+        ctx.beta = beta  # type: ignore[attr-defined]
+        return (u >= 0).to(u.dtype)
+
+    @staticmethod
+    def backward(
+        ctx: torch.autograd.function.FunctionCtx, grad: Tensor
+    ) -> tuple[Tensor, None]:
+        (u,) = ctx.saved_tensors  # type: ignore[attr-defined]
+        beta: float = ctx.beta  # type: ignore[attr-defined]
+        sig = torch.sigmoid(beta * u)
+        return grad * beta * sig * (1.0 - sig), None
+
+
+def heaviside_sigmoid(u: Tensor, beta: float = 5.0) -> Tensor:
+    """Step ``H(u)`` with the derivative of ``σ(beta u)`` as surrogate gradient."""
+    out: Tensor = _HeavisideSigmoid.apply(u, beta)  # type: ignore[no-untyped-call]
+    return out
+
+
+@dataclass(frozen=True)
+class CoarseLIFParams:
+    """``tau``: membrane time constant in coarse steps (> 0); ``beta``: surrogate sharpness."""
+
+    tau: float = 2.0
+    beta: float = 5.0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.tau) and self.tau > 0):
+            raise ValueError(f"tau: expected a time constant > 0 (coarse steps), got {self.tau}")
+        if not (math.isfinite(self.beta) and self.beta > 0):
+            raise ValueError(f"beta: expected a surrogate sharpness > 0, got {self.beta}")
+
+    @property
+    def a(self) -> float:
+        """Decay per step, ``exp(-1/tau)``."""
+        return math.exp(-1.0 / self.tau)
+
+    @property
+    def b(self) -> float:
+        """Input gain without a spike in the previous step, ``tau (1 - a)``."""
+        return self.tau * (1.0 - self.a)
+
+    @property
+    def c(self) -> float:
+        """Input gain right after a spike, ``tau (1 - b)``."""
+        return self.tau * (1.0 - self.b)
+
+
+@dataclass(frozen=True)
+class LIFState:
+    """Coarse-scale state: ``v`` membrane potential (not reset within its step), ``s`` last spike."""
+
+    v: Tensor
+    s: Tensor
+
+
+def coarse_lif_step(x: Tensor, state: LIFState, params: CoarseLIFParams) -> tuple[Tensor, LIFState]:
+    """One coarse step; returns ``(s_t, LIFState(v_t, s_t))`` (see module docstring)."""
+    keep = 1.0 - state.s
+    v = keep * (params.a * state.v + params.b * x) + state.s * (params.c * x)
+    s = heaviside_sigmoid(v - THRESHOLD, params.beta)
+    return s, LIFState(v=v, s=s)
+
+
+@dataclass(frozen=True)
+class ContinuousLIFParams:
+    """``tau``, ``dt_s`` and ``refractory_s`` in coarse time units (``dt_s`` divides a unit)."""
+
+    tau: float = 2.0
+    dt_s: float = 0.05
+    refractory_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.tau) and self.tau > 0):
+            raise ValueError(f"tau: expected a time constant > 0, got {self.tau}")
+        if not (0.0 < self.dt_s <= 1.0):
+            raise ValueError(f"dt_s: expected a fine step in (0, 1] coarse units, got {self.dt_s}")
+        if abs(round(1.0 / self.dt_s) * self.dt_s - 1.0) > 1e-9:
+            raise ValueError(f"dt_s: expected 1/dt_s to be an integer, got dt_s = {self.dt_s}")
+        if self.refractory_s < 0:
+            raise ValueError(f"refractory_s: expected >= 0, got {self.refractory_s}")
+
+    @property
+    def substeps(self) -> int:
+        """Fine steps per coarse step, ``1 / dt_s``."""
+        return round(1.0 / self.dt_s)
+
+
+@dataclass(frozen=True)
+class ContinuousLIFState:
+    """``v``: membrane potential; ``refractory_s``: refractory time left (coarse units)."""
+
+    v: Tensor
+    refractory_s: Tensor
+
+
+def continuous_lif_step(
+    charge: Tensor, state: ContinuousLIFState, params: ContinuousLIFParams
+) -> tuple[Tensor, ContinuousLIFState]:
+    """One fine step ``dt_s`` of the continuous-time LIF; returns ``(s, new_state)``."""
+    active = state.refractory_s <= 1e-9 * params.dt_s
+    v = torch.where(active, math.exp(-params.dt_s / params.tau) * state.v + charge, 0.0)
+    s = (v >= THRESHOLD).to(v.dtype)
+    v = v * (1.0 - s)
+    left = torch.where(active, 0.0, state.refractory_s - params.dt_s)
+    left = torch.where(s > 0, params.refractory_s, left)
+    return s, ContinuousLIFState(v=v, refractory_s=left)
+
+
+def refine_spike_train(spikes: Tensor, substeps: int, generator: torch.Generator) -> Tensor:
+    """Place every spike of a coarse train ``(T, ...)`` at a uniformly random fine step of its window.
+
+    Returns ``(T * substeps, ...)``; each coarse spike lands on one of its window's ``substeps``.
+    """
+    if substeps < 1:
+        raise ValueError(f"substeps: expected >= 1, got {substeps}")
+    steps = spikes.shape[0]
+    slot = torch.randint(
+        0, substeps, spikes.shape, generator=generator, device=spikes.device
+    )  # (T, ...)
+    one_hot = torch.nn.functional.one_hot(slot, substeps).to(spikes.dtype)  # (T, ..., K)
+    fine = one_hot * spikes.unsqueeze(-1)  # (T, ..., K)
+    fine = fine.movedim(-1, 1)  # (T, K, ...)
+    return fine.reshape(steps * substeps, *spikes.shape[1:])

@@ -23,6 +23,8 @@ optional and falls back to the default shown by :func:`default_profile_dict`):
     ``q_s * sqrt(ln((t + t0 + t_read) / (2 t_read)))`` with ``t_read_s`` (s), times ``scale``.
     ``per_sample``: if true each sample of a batch sees its own read noise; if false one noisy
     read of the array is shared by all samples of one MVM call (see ``crossbar.tile``).
+    ``sampling``: ``bank`` draws each read's normals from a rolling bank (``crossbar.noise``),
+    ``exact`` calls ``randn`` for every read; both give i.i.d. N(0, 1) values within a read.
 ``weight_cell``
     ``devices_per_polarity``: N devices summed per polarity; ``differential``: G+ and G- pair
     (only differential cells are supported, as in aihwkit's single-pair converter).
@@ -190,8 +192,11 @@ class ReadNoiseParams:
     t_read_s: float = 250e-9
     scale: float = 1.0
     per_sample: bool = False
+    sampling: Literal["bank", "exact"] = "bank"
 
     def __post_init__(self) -> None:
+        if self.sampling not in ("bank", "exact"):
+            raise ProfileError(f"read_noise.sampling: expected bank|exact, got {self.sampling!r}")
         if self.t_read_s <= 0:
             raise ProfileError(f"read_noise.t_read_s: expected > 0, got {self.t_read_s}")
         if self.scale < 0:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import math
 import struct
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ from pcm_sim.data.fashion_mnist import DEFAULT_FASHION_MNIST_DIR, load_fashion_m
 # --------------------------------------------------------------------------- IDX / Fashion-MNIST
 
 
-def _idx_bytes(type_code: int, fmt: str, dims: tuple[int, ...], values: list[float]) -> bytes:
+def _idx_bytes(type_code: int, fmt: str, dims: tuple[int, ...], values: Sequence[float]) -> bytes:
     """Hand-assemble an IDX file: magic, big-endian uint32 dims, big-endian payload."""
     header = struct.pack(">BBBB", 0, 0, type_code, len(dims))
     header += struct.pack(f">{len(dims)}I", *dims)
@@ -81,7 +82,7 @@ def test_read_idx_wrong_ndim_and_bad_gzip(tmp_path: Path) -> None:
         read_idx(path, expected_ndim=3)
     gz_path = tmp_path / "not-gzip.gz"
     gz_path.write_bytes(b"definitely not gzip")
-    with pytest.raises(ValueError, match="not-gzip.gz"):
+    with pytest.raises(ValueError, match=r"not-gzip\.gz"):
         read_idx(gz_path)
 
 

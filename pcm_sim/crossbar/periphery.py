@@ -36,19 +36,22 @@ def input_scale(x: Tensor, periphery: PeripheryParams) -> Tensor:
 
 
 def dac(x_normalized: Tensor, periphery: PeripheryParams) -> Tensor:
-    """Clip to ``[-1, 1]`` and quantize to the DAC's levels (no-op for ``dac_bits = 0``)."""
-    x = x_normalized.clamp(-1.0, 1.0)
+    """Clip to ``[-1, 1]`` and quantize to the DAC's levels (no-op for ``dac_bits = 0``).
+
+    Works in place on ``x_normalized`` (a fresh tensor from the caller).
+    """
+    x = x_normalized.clamp_(-1.0, 1.0)
     if periphery.dac_bits:
         levels = converter_levels(periphery.dac_bits)
-        x = torch.round(x * levels) / levels
+        x = x.mul_(levels).round_().div_(levels)
     return x
 
 
 def adc(y: Tensor, periphery: PeripheryParams) -> Tensor:
-    """Saturate at ``+-output_range`` and quantize to ``adc_bits`` (ideal where 0)."""
+    """Saturate at ``+-output_range`` and quantize to ``adc_bits`` (ideal where 0), in place."""
     if periphery.output_range:
-        y = y.clamp(-periphery.output_range, periphery.output_range)
+        y = y.clamp_(-periphery.output_range, periphery.output_range)
         if periphery.adc_bits:
             step = periphery.output_range / converter_levels(periphery.adc_bits)
-            y = torch.round(y / step) * step
+            y = y.div_(step).round_().mul_(step)
     return y

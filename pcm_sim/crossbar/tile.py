@@ -34,6 +34,7 @@ import torch
 from torch import Tensor
 
 from pcm_sim.crossbar import mapping, periphery
+from pcm_sim.crossbar.noise import NoiseBank
 from pcm_sim.physics import pcm
 from pcm_sim.profiles import DeviceProfile
 
@@ -60,6 +61,7 @@ class CrossbarArray:
             raise ValueError("weight: expected finite values, got NaN or inf")
         self.profile = profile
         self.generator = generator
+        self.noise_bank = NoiseBank(generator, torch.float32, weight_in_out.device)
         self.in_features, self.out_features = weight_in_out.shape
         self.n_row_tiles = math.ceil(self.in_features / profile.tile.rows)
         base, extra = divmod(self.in_features, self.n_row_tiles)
@@ -151,6 +153,13 @@ class CrossbarArray:
             return out.mean(dim=0).clamp(min=MIN_READOUT)
         return out.mean().clamp(min=MIN_READOUT)
 
+    def _normals(self, shape: torch.Size | tuple[int, ...]) -> Tensor:
+        """Fresh N(0, 1) values for one read (bank or exact ``randn``, per the profile)."""
+        if self.profile.read_noise.sampling == "bank":
+            return self.noise_bank.draw(tuple(shape))
+        w = self.w_tiles
+        return torch.randn(shape, generator=self.generator, dtype=w.dtype, device=w.device)
+
     def mvm(
         self, x: Tensor, binary_input: bool = False, apply_compensation: bool = True
     ) -> Tensor:
@@ -174,20 +183,17 @@ class CrossbarArray:
         if needs_periphery and not binary_input:
             scale = periphery.input_scale(u, per)  # (T, N, 1) or ()
             u = periphery.dac(u / scale, per)
-        gen = self.generator
         w = self.w_tiles
         per_sample = self.profile.read_noise.per_sample
         if self.has_read_noise and not per_sample:
-            z = torch.randn(w.shape, generator=gen, dtype=w.dtype, device=w.device)
+            z = self._normals(w.shape)
             w = torch.addcmul(w, self.sigma_tiles, z)  # (T, rows, out): one fresh read
         y = torch.matmul(u, w)  # (T, N, out)
         if self.has_read_noise and per_sample:
-            std = torch.matmul(u.square(), self.var_tiles).sqrt()  # (T, N, out)
-            y = y + std * torch.randn(y.shape, generator=gen, dtype=y.dtype, device=y.device)
+            std = torch.matmul(u.square(), self.var_tiles).sqrt_()  # (T, N, out)
+            y.addcmul_(std, self._normals(y.shape))
         if per.output_noise:
-            y = y + per.output_noise * torch.randn(
-                y.shape, generator=gen, dtype=y.dtype, device=y.device
-            )
+            y.add_(self._normals(y.shape), alpha=per.output_noise)
         y = periphery.adc(y, per)
         if scale is not None:
             y = y * scale

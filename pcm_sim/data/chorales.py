@@ -44,7 +44,6 @@ import logging
 import math
 import os
 import re
-import tempfile
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -224,7 +223,11 @@ def _build(max_pieces: int | None, progress: bool) -> dict[str, np.ndarray]:
     rolls: list[np.ndarray] = []
     skipped: list[str] = []
     for key, path in tqdm(
-        entries, desc="Parsing Bach chorales", unit="piece", disable=not progress
+        entries,
+        desc="Parsing Bach chorales",
+        unit="piece",
+        mininterval=1.0,
+        disable=not progress,
     ):
         try:
             roll = parse_chorale(path)
@@ -242,9 +245,7 @@ def _build(max_pieces: int | None, progress: bool) -> dict[str, np.ndarray]:
     if skipped:
         logger.warning("skipped %d of %d chorale files", len(skipped), len(entries))
     lengths = np.array([r.shape[0] for r in rolls], dtype=np.int64)
-    frames = (
-        np.concatenate(rolls, axis=0) if rolls else np.zeros((0, NUM_KEYS), dtype=np.uint8)
-    )
+    frames = np.concatenate(rolls, axis=0) if rolls else np.zeros((0, NUM_KEYS), dtype=np.uint8)
     return {
         "version": np.array(CACHE_VERSION, dtype=np.int64),
         "max_pieces": np.array(-1 if max_pieces is None else max_pieces, dtype=np.int64),
@@ -257,14 +258,15 @@ def _build(max_pieces: int | None, progress: bool) -> dict[str, np.ndarray]:
 
 
 def _save_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write ``arrays`` to ``path`` via a temporary file + rename (no half-written cache)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=path.stem + ".", suffix=".tmp.npz", dir=path.parent)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with tmp.open("wb") as fh:
             np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]
-        os.replace(tmp_name, path)
+        os.replace(tmp, path)
     except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -367,9 +369,7 @@ def frame_nll(
     if mask is None:
         return per_frame.mean()
     if mask.shape != per_frame.shape:
-        raise ValueError(
-            f"mask must have shape {tuple(per_frame.shape)}, got {tuple(mask.shape)}"
-        )
+        raise ValueError(f"mask must have shape {tuple(per_frame.shape)}, got {tuple(mask.shape)}")
     weights = mask.to(per_frame.dtype)
     total = weights.sum()
     if float(total) <= 0:
@@ -411,10 +411,7 @@ def batch_sequences(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     n = len(seqs)
-    if generator is None:
-        order = list(range(n))
-    else:
-        order = torch.randperm(n, generator=generator).tolist()
+    order = list(range(n)) if generator is None else torch.randperm(n, generator=generator).tolist()
     for first in range(0, n, batch_size):
         chunk = [torch.as_tensor(seqs[i]) for i in order[first : first + batch_size]]
         for roll in chunk:

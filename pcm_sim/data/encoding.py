@@ -41,8 +41,7 @@ def bernoulli_rate_code(
         raise ValueError("images contain NaN; expected intensities in [0, 1]")
     if images.numel() and (float(images.min()) < 0.0 or float(images.max()) > 1.0):
         raise ValueError(
-            f"images must lie in [0, 1], got range [{float(images.min())}, "
-            f"{float(images.max())}]"
+            f"images must lie in [0, 1], got range [{float(images.min())}, {float(images.max())}]"
         )
     probs = images.to(torch.float32)
     uniform = torch.rand(

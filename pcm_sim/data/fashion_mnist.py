@@ -27,8 +27,8 @@ import numpy as np
 import torch
 
 __all__ = [
-    "DEFAULT_FASHION_MNIST_DIR",
     "DATA_DIR_ENV_VAR",
+    "DEFAULT_FASHION_MNIST_DIR",
     "load_fashion_mnist",
     "read_idx",
     "resolve_data_dir",
@@ -99,9 +99,7 @@ def read_idx(path: str | Path, expected_ndim: int | None = None) -> np.ndarray:
             f"code TT in {{08,09,0b,0c,0d,0e}} and NN >= 1 dimensions)"
         )
     if expected_ndim is not None and ndim != expected_ndim:
-        raise ValueError(
-            f"{path}: IDX file has {ndim} dimension(s), expected {expected_ndim}"
-        )
+        raise ValueError(f"{path}: IDX file has {ndim} dimension(s), expected {expected_ndim}")
     header_len = 4 + 4 * ndim
     if len(raw) < header_len:
         raise ValueError(

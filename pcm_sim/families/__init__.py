@@ -51,11 +51,15 @@ class Family(Protocol):
 def _registry() -> dict[str, Family]:
     from pcm_sim.families.snu import SNUChoralesFamily, SNUFashionFamily
     from pcm_sim.families.lstm import LSTMChoralesFamily
+    from pcm_sim.families.dsn import DSNFashionFamily
+    from pcm_sim.families.phasor import PhasorFashionFamily
 
     return {
         "snu_fmnist": SNUFashionFamily(),
         "ssnu_chorales": SNUChoralesFamily(),
         "lstm_chorales": LSTMChoralesFamily(),
+        "dsn_fmnist": DSNFashionFamily(),
+        "phasor_fmnist": PhasorFashionFamily(),
     }
 
 

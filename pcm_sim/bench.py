@@ -1,0 +1,152 @@
+"""``pcm-sim bench``: the crossbar hot path against a plain matmul and aihwkit, side by side.
+
+Every case runs in one process on the same inputs; each time is the median of repeats after a
+warm-up.  The crossbar runs ``pcm_nandakumar2019`` with every non-ideality on (programming
+noise, drift to 1 day with global compensation, fresh 1/f read noise on every call — one read
+shared by the samples of a call, the profile's ``per_sample: false`` — 8-bit DAC (none for
+spikes), output noise, 8-bit ADC with saturation, 512x512 tiles).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from pcm_sim.nn.analog import AnalogLinear, deploy, drift_to
+from pcm_sim.physics import pcm
+from pcm_sim.profiles import load_profile
+
+__all__ = ["median_seconds", "run_benchmarks"]
+
+PROFILE = "pcm_nandakumar2019"
+ONE_DAY_S = 86_400.0
+
+
+def median_seconds(fn: Callable[[], Any], repeats: int, warmup: int = 2) -> float:
+    """Median wall time of ``fn()`` over ``repeats`` runs after ``warmup`` runs."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _layer(n_in: int, n_out: int, backend: str, binary: bool, seed: int = 0) -> AnalogLinear:
+    torch.manual_seed(seed)
+    layer = AnalogLinear(n_in, n_out, binary_input=binary)
+    deploy(layer, PROFILE, seed=seed, backend=backend)  # type: ignore[arg-type]
+    drift_to(layer, ONE_DAY_S)
+    return layer
+
+
+@torch.no_grad()
+def mvm_case(name: str, n_in: int, n_out: int, shape: tuple[int, ...], spikes: bool, repeats: int) -> dict[str, Any]:
+    """Time ``F.linear``, our crossbar and aihwkit on the same input of ``shape + (n_in,)``."""
+    gen = torch.Generator().manual_seed(1)
+    x = torch.rand(*shape, n_in, generator=gen)
+    if spikes:
+        x = (x < 0.2).float()
+    ours = _layer(n_in, n_out, "pcm-sim", spikes)
+    weight, bias = ours.weight.detach().clone(), ours.bias.detach().clone()  # type: ignore[union-attr]
+    t_matmul = median_seconds(lambda: F.linear(x, weight, bias), repeats)
+    t_ours = median_seconds(lambda: ours(x), repeats)
+    theirs = _layer(n_in, n_out, "aihwkit", spikes)
+    t_aihwkit = median_seconds(lambda: theirs(x), max(3, repeats // 3))
+    return {
+        "name": name,
+        "matmul_s": t_matmul,
+        "crossbar_s": t_ours,
+        "aihwkit_s": t_aihwkit,
+        "crossbar_over_matmul": t_ours / t_matmul,
+        "aihwkit_over_crossbar": t_aihwkit / t_ours,
+    }
+
+
+@torch.no_grad()
+def devices_case(n_devices: int, repeats: int) -> dict[str, Any]:
+    """Programming plus drifting (to 1 day, with a read) ``n_devices`` devices."""
+    profile = load_profile(PROFILE)
+    g = torch.rand(n_devices, generator=torch.Generator().manual_seed(0)) * profile.device.g_max_us
+    gen = torch.Generator().manual_seed(1)
+
+    def run() -> None:
+        devices = pcm.program_devices(g, profile, gen)
+        pcm.conductance_at(devices, ONE_DAY_S, profile, gen)
+
+    seconds = median_seconds(run, repeats, warmup=1)
+    return {"name": f"program+drift {n_devices:,} devices", "seconds": seconds, "target_s": 2.0}
+
+
+@torch.no_grad()
+def snu_case(repeats: int) -> dict[str, Any]:
+    """SNU 784-256-256-10 inference, T=20, B=128: float torch vs our crossbar vs aihwkit."""
+    from pcm_sim.families.snu import SNUClassifier
+
+    gen = torch.Generator().manual_seed(2)
+    spikes = (torch.rand(20, 128, 784, generator=gen) < 0.2).float()
+    torch.manual_seed(0)
+    model = SNUClassifier([784, 256, 256, 10]).eval()
+    t_float = median_seconds(lambda: model(spikes), repeats)
+    deploy(model, PROFILE, seed=0)
+    drift_to(model, ONE_DAY_S)
+    t_ours = median_seconds(lambda: model(spikes), repeats)
+    for layer in model.modules():
+        if isinstance(layer, AnalogLinear):
+            layer.to_software()
+    deploy(model, PROFILE, seed=0, backend="aihwkit")
+    drift_to(model, ONE_DAY_S)
+    t_aihwkit = median_seconds(lambda: model(spikes), max(3, repeats // 3), warmup=1)
+    samples = spikes.shape[1]
+    return {
+        "name": "SNU 784-256-256-10 T=20 B=128",
+        "float_samples_per_s": samples / t_float,
+        "crossbar_samples_per_s": samples / t_ours,
+        "aihwkit_samples_per_s": samples / t_aihwkit,
+        "crossbar_over_aihwkit_throughput": t_aihwkit / t_ours,
+        "crossbar_over_float_throughput": t_float / t_ours,
+    }
+
+
+def run_benchmarks(quick: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """All benchmark cases; ``quick`` uses fewer repeats."""
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    repeats = 5 if quick else 20
+    specs = [
+        ("784x256 batch 128", 784, 256, (128,), False),
+        ("512x512 batch 1024", 512, 512, (1024,), False),
+        ("1024x1024 batch 256 (4 tiles)", 1024, 1024, (256,), False),
+        ("spikes T=20 B=128 into 784x256", 784, 256, (20, 128), True),
+    ]
+    cases = []
+    for spec in specs:
+        case = mvm_case(*spec, repeats=repeats)
+        cases.append(case)
+        log(
+            f"{case['name']:34s} matmul {case['matmul_s'] * 1e3:8.3f} ms  crossbar "
+            f"{case['crossbar_s'] * 1e3:8.3f} ms  aihwkit {case['aihwkit_s'] * 1e3:8.3f} ms  "
+            f"crossbar/matmul {case['crossbar_over_matmul']:5.2f}  "
+            f"aihwkit/crossbar {case['aihwkit_over_crossbar']:5.1f}"
+        )
+    devices = devices_case(10_000_000, 3 if quick else 5)
+    log(f"{devices['name']:34s} {devices['seconds']:.3f} s (target < 2 s)")
+    snu = snu_case(3 if quick else 10)
+    log(
+        f"{snu['name']:34s} float {snu['float_samples_per_s']:8.0f}/s  crossbar "
+        f"{snu['crossbar_samples_per_s']:8.0f}/s  aihwkit {snu['aihwkit_samples_per_s']:8.0f}/s"
+    )
+    return {
+        "profile": PROFILE,
+        "read_noise": "fresh per call, shared by the samples of a call (per_sample: false)",
+        "threads": torch.get_num_threads(),
+        "cases": cases,
+        "devices": devices,
+        "snu": snu,
+    }

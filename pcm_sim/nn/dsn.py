@@ -1,0 +1,248 @@
+"""Deep spiking network (O'Connor & Welling, "Deep Spiking Networks", arXiv:1602.08323, 2016).
+
+Forward pass over ``T`` steps, for a ``sizes[0] - ... - sizes[L]`` network with layers
+``W_l`` (``(out, in)``, :class:`AnalogLinear`) and digital biases ``b_l``:
+
+    ``s_0,t = herd(x)``                       input spikes, one herding quantizer per pixel
+    ``u_l,t = u_l,t-1 + W_l s_l-1,t + b_l``   integrated pre-activation (a crossbar read per step)
+    ``s_l,t = herd(ReLU(u_l,t) - ReLU(u_l,t-1))``   signed integer spike counts, ``l < L``
+    ``logits = u_L,T / T``
+
+Because a herding quantizer's running count equals its integrated input to within 1/2
+(:mod:`pcm_sim.functional.herding`), ``N_l = Σ_t s_l,t = ReLU(u_l,T) + O(1)`` and
+``N_l / T → ReLU(W_l N_l-1 / T + b_l)``: the network equals a ReLU MLP as ``T → ∞``.
+
+Backward pass, with the same crossbars read transposed (:func:`mvm_transposed`): the output error
+``δ_L = softmax(logits) - onehot(y)`` is herded into error spikes ``ε_L,t = herd(γ δ_L)``
+(``γ`` = ``error_scale``, error spikes per step per unit of error), and for ``l = L .. 2``
+
+    ``ε_l-1,t = herd([u_l-1,T > 0] ⊙ (W_l^T ε_l,t))``      (transposed read, ReLU-derivative gate)
+
+so ``E_l = Σ_t ε_l,t ≈ γ T δ_l`` with ``δ_l`` the ReLU MLP's back-propagated error.  The updates
+are spike-count outer products (gradients of the batch-mean cross-entropy)
+
+    ``∇W_l = E_l^T N_l-1 / (γ T² B)``,   ``∇b_l = Σ_batch E_l / (γ T B)``,
+
+which tend to the ReLU MLP's gradients as ``T → ∞``.  Cost in crossbar line activations: each
+spike (each unit of ``|s|`` or ``|ε|``) drives one row (forward) or one column (backward) once.
+
+Shapes: inputs ``(B, in)`` in ``[0, 1]``; spike trains ``(T, B, units)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from pcm_sim.crossbar import periphery
+from pcm_sim.crossbar.tile import CrossbarArray
+from pcm_sim.functional.herding import herd_sequence
+from pcm_sim.nn.analog import AnalogLinear
+
+__all__ = [
+    "DSNTrace",
+    "DeepSpikingNetwork",
+    "ReLUMLP",
+    "mvm_transposed",
+    "transposed_read",
+]
+
+
+def mvm_transposed(crossbar: CrossbarArray, e: Tensor, binary_input: bool = False) -> Tensor:
+    """Transposed analog read ``e @ W^T`` of a programmed crossbar: ``(..., out) -> (..., in)``.
+
+    The same devices (drifted mean weights ``w_tiles``), a fresh read-noise draw
+    (``sigma_tiles``/``var_tiles``, as in :meth:`CrossbarArray.mvm`), the same periphery and the
+    same compensation, with the roles of the lines swapped: ``e`` drives the columns (split into
+    column tiles of ``tile.cols`` that are summed digitally after their ADCs) and every row is
+    sensed.  Global compensation multiplies the result by ``alpha w_max``; per-column
+    compensation factors are applied digitally to the column inputs (which then need the DAC).
+    ``binary_input``: the inputs are spike counts that drive the lines directly (no DAC).
+    """
+    out_f, in_f = crossbar.out_features, crossbar.in_features
+    if e.shape[-1] != out_f:
+        raise ValueError(f"input: expected last dim {out_f}, got shape {tuple(e.shape)}")
+    lead = e.shape[:-1]
+    flat = e.reshape(-1, out_f).to(crossbar.w_tiles.dtype)  # (N, out)
+    gain = crossbar.w_max * crossbar.alpha
+    if crossbar.alpha.dim() > 0:  # per-column compensation: scale the column inputs digitally
+        flat = flat * crossbar.alpha
+        gain = torch.as_tensor(crossbar.w_max).to(flat)
+        binary_input = False
+    n_samples = flat.shape[0]
+    cols = min(crossbar.profile.tile.cols, out_f)
+    n_ct = math.ceil(out_f / cols)
+    pad = n_ct * cols - out_f
+    if pad:
+        flat = F.pad(flat, (0, pad))
+    u = flat.reshape(n_samples, n_ct, cols).transpose(0, 1)  # (C, N, cols)
+    per = crossbar.profile.periphery
+    scale: Tensor | None = None
+    if bool(per.dac_bits or per.output_range or per.output_noise) and not binary_input:
+        scale = periphery.input_scale(u, per)  # (C, N, 1) or ()
+        u = periphery.dac(u / scale, per)
+    w = crossbar.w_tiles  # (R, rows, out)
+    gen = crossbar.generator
+    per_sample = crossbar.profile.read_noise.per_sample
+    if crossbar.has_read_noise and not per_sample:
+        z = torch.randn(w.shape, generator=gen, dtype=w.dtype, device=w.device)
+        w = torch.addcmul(w, crossbar.sigma_tiles, z)  # one fresh read of every device
+    in_pad = w.shape[0] * w.shape[1]
+
+    def by_column_tile(m: Tensor) -> Tensor:
+        m = m.reshape(in_pad, out_f)  # (in_pad, out)
+        if pad:
+            m = F.pad(m, (0, pad))
+        return m.reshape(in_pad, n_ct, cols).permute(1, 2, 0)  # (C, cols, in_pad)
+
+    y = torch.matmul(u, by_column_tile(w))  # (C, N, in_pad)
+    if crossbar.has_read_noise and per_sample:
+        std = torch.matmul(u.square(), by_column_tile(crossbar.var_tiles)).sqrt()  # (C, N, in_pad)
+        y = y + std * torch.randn(y.shape, generator=gen, dtype=y.dtype, device=y.device)
+    if per.output_noise:
+        y = y + per.output_noise * torch.randn(y.shape, generator=gen, dtype=y.dtype, device=y.device)
+    y = periphery.adc(y, per)
+    if scale is not None:
+        y = y * scale
+    summed = y.sum(dim=0)[:, :in_f]  # (N, in)
+    return (summed * gain).reshape(*lead, in_f)
+
+
+def transposed_read(layer: AnalogLinear, e: Tensor) -> Tensor:
+    """``e @ W`` (``(..., out) -> (..., in)``, no bias): on the layer's crossbar when programmed."""
+    if layer.crossbar is not None:
+        return mvm_transposed(layer.crossbar, e, binary_input=layer.binary_input)
+    if layer.aihwkit_layer is not None:
+        raise ValueError("transposed_read: needs the pcm-sim backend (aihwkit tiles not supported)")
+    return torch.matmul(e, layer.weight.detach())
+
+
+@dataclass(frozen=True)
+class DSNTrace:
+    """A forward run: ``trains[l]`` spikes into layer ``l`` ``(T, B, in_l)`` (``trains[0]`` the
+    input), ``potentials[l]`` the integrated pre-activation ``u_l,t`` ``(T, B, out_l)``."""
+
+    trains: list[Tensor]
+    potentials: list[Tensor]
+
+    @property
+    def steps(self) -> int:
+        """Number of time steps ``T``."""
+        return self.trains[0].shape[0]
+
+    @property
+    def logits(self) -> Tensor:
+        """``u_L,T / T``, ``(B, classes)``."""
+        return self.potentials[-1][-1] / self.steps
+
+
+class DeepSpikingNetwork(nn.Module):
+    """O'Connor-Welling deep spiking network ``sizes[0] - ... - sizes[-1]`` (module docstring).
+
+    Args:
+        sizes: layer widths, at least ``[in, out]``.
+        steps: default number of time steps ``T`` of a run.
+        error_scale: ``γ``, error spikes per step per unit of output error.
+    """
+
+    def __init__(self, sizes: list[int], steps: int = 32, error_scale: float = 1.0) -> None:
+        super().__init__()
+        if len(sizes) < 2:
+            raise ValueError(f"sizes: expected at least [in, out], got {sizes}")
+        if steps < 1:
+            raise ValueError(f"steps: expected >= 1, got {steps}")
+        if not error_scale > 0:
+            raise ValueError(f"error_scale: expected > 0, got {error_scale}")
+        self.layers = nn.ModuleList(
+            AnalogLinear(a, b, bias=True, binary_input=True)
+            for a, b in zip(sizes[:-1], sizes[1:], strict=True)
+        )
+        self.steps = steps
+        self.error_scale = error_scale
+
+    @torch.no_grad()
+    def run(self, x: Tensor, steps: int | None = None) -> DSNTrace:
+        """Spiking forward pass of ``x`` ``(B, in)`` in ``[0, 1]`` over ``steps`` (default ``T``)."""
+        if x.dim() != 2:
+            raise ValueError(f"DeepSpikingNetwork: expected input (B, in), got {tuple(x.shape)}")
+        steps = self.steps if steps is None else steps
+        spikes, _ = herd_sequence(x.unsqueeze(0).expand(steps, *x.shape))  # (T, B, in)
+        trains, potentials = [spikes], []
+        last = len(self.layers) - 1
+        for index, layer in enumerate(self.layers):
+            u = layer(spikes).cumsum(dim=0)  # (T, B, out): one crossbar read per step
+            potentials.append(u)
+            if index == last:
+                break
+            target = torch.relu(u)  # (T, B, out): cumulative output the spikes must track
+            increments = torch.diff(target, dim=0, prepend=torch.zeros_like(target[:1]))
+            spikes, _ = herd_sequence(increments)
+            trains.append(spikes)
+        return DSNTrace(trains=trains, potentials=potentials)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(B, in) -> (B, classes)`` logits ``u_L,T / T`` of a spiking run."""
+        return self.run(x).logits
+
+    @torch.no_grad()
+    def error_trains(self, trace: DSNTrace, labels: Tensor) -> list[Tensor]:
+        """Error spike trains ``ε_l`` ``(T, B, out_l)`` for every layer, backward through ``W^T``."""
+        steps = trace.steps
+        target = F.one_hot(labels, self.layers[-1].out_features).to(trace.logits)
+        delta = torch.softmax(trace.logits, dim=-1) - target  # (B, classes)
+        errors, _ = herd_sequence((self.error_scale * delta).unsqueeze(0).expand(steps, *delta.shape))
+        out = [errors]
+        for index in range(len(self.layers) - 1, 0, -1):
+            back = transposed_read(self.layers[index], errors)  # (T, B, in): W^T read per step
+            gate = (trace.potentials[index - 1][-1] > 0).to(back)  # (B, in): ReLU derivative
+            errors, _ = herd_sequence(back * gate)
+            out.append(errors)
+        return out[::-1]
+
+    @torch.no_grad()
+    def spike_gradients(self, trace: DSNTrace, labels: Tensor) -> list[tuple[Tensor, Tensor]]:
+        """``(∇W_l, ∇b_l)`` of the batch-mean cross-entropy from spike-count outer products."""
+        steps, batch = trace.steps, labels.shape[0]
+        grads = []
+        for layer_in, errors in zip(trace.trains, self.error_trains(trace, labels), strict=True):
+            counts_in = layer_in.sum(dim=0)  # (B, in): N_l-1
+            counts_err = errors.sum(dim=0)  # (B, out): E_l
+            norm = self.error_scale * steps * batch
+            grads.append((counts_err.t() @ counts_in / (norm * steps), counts_err.sum(0) / norm))
+        return grads
+
+    @torch.no_grad()
+    def accumulate_gradients(self, trace: DSNTrace, labels: Tensor) -> None:
+        """Write :meth:`spike_gradients` into ``.grad`` of every weight and bias."""
+        for layer, (grad_w, grad_b) in zip(
+            self.layers, self.spike_gradients(trace, labels), strict=True
+        ):
+            layer.weight.grad = grad_w.to(layer.weight)
+            assert layer.bias is not None
+            layer.bias.grad = grad_b.to(layer.bias)
+
+
+class ReLUMLP(nn.Module):
+    """The DSN's rate limit: ``x -> ReLU(W_1 x + b_1) -> ... -> W_L h + b_L`` (same state keys).
+
+    A state dict of a :class:`DeepSpikingNetwork` loads into it and back.
+    """
+
+    def __init__(self, sizes: list[int]) -> None:
+        super().__init__()
+        if len(sizes) < 2:
+            raise ValueError(f"sizes: expected at least [in, out], got {sizes}")
+        self.layers = nn.ModuleList(
+            AnalogLinear(a, b, bias=True) for a, b in zip(sizes[:-1], sizes[1:], strict=True)
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(B, in) -> (B, classes)`` logits."""
+        for layer in self.layers[:-1]:
+            x = torch.relu(layer(x))
+        out: Tensor = self.layers[-1](x)
+        return out

@@ -1,0 +1,366 @@
+"""Hardware-in-the-loop (HIL) fine-tuning on programmed crossbars, with mixed-precision transfers.
+
+Every training step runs the forward pass on the chip (programmed, drifted to ``t``, fresh read
+noise on every MVM, compensation recalibrated at ``t``) and the backward pass in software
+(:class:`~pcm_sim.nn.analog.AnalogLinear` passes gradients straight through the analog output).
+The optimizer's update ``dW`` of each analog weight is not applied to the devices directly; as in
+the mixed-precision scheme of Nandakumar et al. (Front. Neurosci. 14, 406, 2020) it is
+accumulated in a digital high-precision matrix ``chi`` and transferred in multiples of the
+programming granularity ``eps``:
+
+    ``chi <- chi + dW``;   ``n = trunc(chi / eps)``;   ``W_dev <- clip(W_dev + n eps, +-w_max)``;
+    ``chi <- chi - n eps``
+
+with ``eps = granularity_gmax * w_max`` (a conductance step of ``granularity_gmax (g_max -
+g_min)`` µS).  Each transfer re-writes the devices whose target conductance changed (a fresh
+programming-noise and drift-exponent draw, optionally write-verified, see
+:mod:`pcm_sim.crossbar.calibration`), counts their pulses and moves the array back to ``t``.
+Digital parameters (SNU thresholds, biases) are updated in full precision.
+
+Correction at time ``t`` uses the crossbar's single clock: after a transfer the whole array is
+moved back to ``t`` (``CrossbarArray.reprogram`` then ``drift_to(t)``), i.e. re-written devices
+are read as if they had aged ``t`` like the rest.  This is exact for ``t = 0`` (fine-tuning right
+after programming); for ``t > 0`` it is the aged-chip approximation and flatters HIL slightly
+(the re-drawn drift exponent of a re-written device is seen at once).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, Protocol
+
+import torch
+from torch import Tensor, nn
+
+from pcm_sim.crossbar import mapping
+from pcm_sim.crossbar.calibration import (
+    DEFAULT_MAX_ITERATIONS,
+    DEFAULT_TOLERANCE_GMAX,
+    program_and_verify,
+    resolve_tolerance_us,
+    verify_devices,
+)
+from pcm_sim.crossbar.tile import CrossbarArray
+from pcm_sim.data import batch_sequences, bernoulli_rate_code, frame_nll, load_chorales
+from pcm_sim.data.fashion_mnist import load_fashion_mnist
+from pcm_sim.families import FAMILIES
+from pcm_sim.nn.analog import AnalogLinear, analog_layers, deploy, drift_to
+from pcm_sim.profiles import DeviceProfile, load_profile
+
+__all__ = [
+    "ClassificationTask",
+    "CorrectionMethod",
+    "HILConfig",
+    "HILReport",
+    "HILTask",
+    "MixedPrecisionTransfer",
+    "SequenceTask",
+    "correct_and_evaluate",
+    "hil_finetune",
+    "task_for_recipe",
+]
+
+CorrectionMethod = Literal["open", "verify", "hil"]
+
+
+class HILTask(Protocol):
+    """A source of training batches and the loss of a model on one batch."""
+
+    def batch(self, generator: torch.Generator) -> Any:
+        """One training batch drawn with ``generator``."""
+        ...
+
+    def loss(self, model: nn.Module, batch: Any) -> Tensor:
+        """Scalar training loss of ``model`` on ``batch`` (differentiable)."""
+        ...
+
+
+class ClassificationTask:
+    """Rate-coded image classification: ``images (N, D)`` in [0, 1], ``labels (N,)``, ``T`` steps.
+
+    A batch is ``batch_size`` samples drawn uniformly (with replacement) and Bernoulli-coded
+    into spikes ``(T, B, D)``; the loss is the cross-entropy of the model's logits ``(B, C)``.
+    """
+
+    def __init__(self, images: Tensor, labels: Tensor, steps: int, batch_size: int) -> None:
+        if images.dim() != 2 or labels.shape != images.shape[:1]:
+            raise ValueError(
+                f"images/labels: expected (N, D) and (N,), got {tuple(images.shape)}, "
+                f"{tuple(labels.shape)}"
+            )
+        self.images, self.labels, self.steps, self.batch_size = images, labels, steps, batch_size
+
+    def batch(self, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        idx = torch.randint(0, len(self.images), (self.batch_size,), generator=generator)
+        return bernoulli_rate_code(self.images[idx], self.steps, generator), self.labels[idx]
+
+    def loss(self, model: nn.Module, batch: tuple[Tensor, Tensor]) -> Tensor:
+        spikes, labels = batch
+        return nn.functional.cross_entropy(model(spikes), labels)
+
+
+class SequenceTask:
+    """Next-frame prediction on piano rolls ``(frames, 88)``: Bernoulli frame NLL (nats/frame)."""
+
+    def __init__(self, sequences: list[Any], batch_size: int) -> None:
+        if not sequences:
+            raise ValueError("sequences: expected at least one training sequence")
+        self.sequences, self.batch_size = sequences, batch_size
+
+    def batch(self, generator: torch.Generator) -> Any:
+        n = min(self.batch_size, len(self.sequences))
+        idx = torch.randperm(len(self.sequences), generator=generator)[:n].tolist()
+        return next(batch_sequences([self.sequences[i] for i in idx], n, None))
+
+    def loss(self, model: nn.Module, batch: Any) -> Tensor:
+        return frame_nll(model(batch.inputs), batch.targets, batch.mask)
+
+
+def task_for_recipe(recipe: dict[str, Any], batch_size: int) -> HILTask:
+    """The HIL training task of a recipe's family (its training split)."""
+    family, data = recipe["family"], recipe["data"]
+    if family == "snu_fmnist":
+        images, labels = load_fashion_mnist(data.get("data_dir"), "train")
+        return ClassificationTask(images, labels, int(data["steps"]), batch_size)
+    if family == "ssnu_chorales":
+        seqs = load_chorales(data.get("cache_dir"), data.get("max_pieces"), progress=False)
+        return SequenceTask(seqs["train"], batch_size)
+    raise ValueError(
+        f"hardware-in-the-loop: no training task for family {family!r} "
+        "(supported: snu_fmnist, ssnu_chorales)"
+    )
+
+
+@dataclass(frozen=True)
+class HILConfig:
+    """Settings of HIL fine-tuning.
+
+    ``steps`` optimizer steps of ``batch_size`` samples with ``optimizer`` (``sgd`` with
+    ``momentum``, or ``adam``) at learning rate ``lr``; transfer granularity ``eps =
+    granularity_gmax * w_max``; the chip is used at ``t_s`` seconds after programming;
+    transfers are write-verified (``verify_transfers``) with ``tolerance_gmax * g_max`` and at
+    most ``max_iterations`` re-writes.
+    """
+
+    steps: int = 300
+    batch_size: int = 64
+    lr: float = 0.01
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    momentum: float = 0.0
+    granularity_gmax: float = 0.01
+    t_s: float = 86_400.0
+    verify_transfers: bool = True
+    tolerance_gmax: float = DEFAULT_TOLERANCE_GMAX
+    max_iterations: int = DEFAULT_MAX_ITERATIONS
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.steps < 0 or self.batch_size < 1:
+            raise ValueError(f"steps/batch_size: expected >= 0 / >= 1, got {self.steps}/{self.batch_size}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr: expected a finite value > 0, got {self.lr}")
+        if self.optimizer not in ("sgd", "adam"):
+            raise ValueError(f"optimizer: expected 'sgd' or 'adam', got {self.optimizer!r}")
+        if not 0 < self.granularity_gmax <= 1:
+            raise ValueError(f"granularity_gmax: expected in (0, 1], got {self.granularity_gmax}")
+        if not (math.isfinite(self.t_s) and self.t_s >= 0):
+            raise ValueError(f"t_s: expected a finite time >= 0 s, got {self.t_s}")
+
+
+@dataclass(frozen=True)
+class HILReport:
+    """Outcome of HIL fine-tuning.
+
+    ``losses``: on-chip training loss of every step; ``transfers``: weight transfers (a weight
+    whose device target moved by ``n eps``, counted once per step); ``writes``: device writes
+    including verify re-writes; ``hil_pulses_*``: pulses per device added by the fine-tuning
+    (all analog layers); ``seconds``: wall time.
+    """
+
+    steps: int
+    t_s: float
+    epsilon_gmax: float
+    losses: list[float] = field(default_factory=list)
+    transfers: int = 0
+    writes: int = 0
+    hil_pulses_mean: float = 0.0
+    hil_pulses_max: int = 0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly dict."""
+        return asdict(self)
+
+
+class MixedPrecisionTransfer:
+    """The digital accumulator ``chi`` of one programmed layer and its transfers to devices.
+
+    ``W_dev`` (crossbar layout ``(in, out)``) are the weights whose conductances are the
+    crossbar's current targets; see the module docstring for the update rule.
+    """
+
+    def __init__(self, layer: AnalogLinear, config: HILConfig) -> None:
+        if layer.crossbar is None:
+            raise ValueError("MixedPrecisionTransfer: the layer is not programmed on a crossbar")
+        self.layer = layer
+        self.crossbar: CrossbarArray = layer.crossbar
+        self.config = config
+        self.w_dev = layer.weight.detach().t().clone()  # (in, out)
+        self.chi = torch.zeros_like(self.w_dev)  # (in, out)
+        self.epsilon = config.granularity_gmax * self.crossbar.w_max  # () or (out,)
+        profile = self.crossbar.profile
+        self.tol_us = resolve_tolerance_us(profile, None, config.tolerance_gmax)
+        self.transfers = 0
+        self.writes = 0
+
+    def accumulate(self, delta_out_in: Tensor) -> None:
+        """Add an update ``dW`` ``(out, in)``; transfer whole ``eps`` steps to the devices."""
+        self.chi += delta_out_in.t()
+        n = torch.trunc(self.chi / self.epsilon)  # (in, out) whole granularity steps
+        moved = n != 0
+        if not bool(moved.any()):
+            return
+        step = n * self.epsilon
+        self.chi -= step  # the part clipped at +-w_max below is dropped, not kept in chi
+        w_max = self.crossbar.w_max
+        self.w_dev = torch.where(moved, torch.clamp(self.w_dev + step, -w_max, w_max), self.w_dev)
+        targets = mapping.conductance_targets(self.w_dev, w_max, self.crossbar.profile)
+        write = (targets != self.crossbar.g_target_us) & moved  # (2, N, in, out)
+        self.transfers += int(moved.sum())
+        if bool(write.any()):
+            self.crossbar.g_target_us = targets
+            iterations = self.config.max_iterations if self.config.verify_transfers else 0
+            before = int(self.crossbar.pulses.sum())
+            outcome = verify_devices(
+                self.crossbar, self.tol_us, iterations, write=write, track=False
+            )
+            self.crossbar.reprogram(outcome.devices, outcome.pulses)
+            self.crossbar.drift_to(self.config.t_s)
+            self.writes += int(outcome.pulses.sum()) - before
+        self.layer.weight.data.copy_(self.w_dev.t())
+
+
+def hil_finetune(
+    model: nn.Module,
+    task: HILTask,
+    config: HILConfig,
+    log: Callable[[str], None] | None = None,
+) -> HILReport:
+    """Fine-tune a deployed ``model`` on its chip (see the module docstring); returns a report.
+
+    Every analog layer must be programmed on a pcm-sim crossbar (:func:`pcm_sim.deploy`).  The
+    chip is moved to ``config.t_s`` (drift and compensation recalibration) before the first
+    step and after every transfer; the model is left in eval mode at ``config.t_s``.
+    """
+    layers = analog_layers(model)
+    if not layers or any(layer.crossbar is None for layer in layers):
+        raise ValueError("hil_finetune: every analog layer must be deployed on a pcm-sim crossbar")
+    start = time.perf_counter()
+    start_pulses = [layer.crossbar.pulses.clone() for layer in layers if layer.crossbar is not None]
+    for layer in layers:
+        layer.drift_to(config.t_s)
+    transfers = [MixedPrecisionTransfer(layer, config) for layer in layers]
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer: torch.optim.Optimizer
+    if config.optimizer == "adam":
+        optimizer = torch.optim.Adam(params, lr=config.lr)
+    else:
+        optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum)
+    generator = torch.Generator().manual_seed(config.seed)
+    losses: list[float] = []
+    model.train()
+    for step in range(1, config.steps + 1):
+        loss = task.loss(model, task.batch(generator))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        before = [t.layer.weight.detach().clone() for t in transfers]  # (out, in) each
+        optimizer.step()
+        with torch.no_grad():
+            for transfer, w_before in zip(transfers, before, strict=True):
+                delta = transfer.layer.weight.detach() - w_before  # (out, in)
+                transfer.layer.weight.data.copy_(w_before)
+                transfer.accumulate(delta)
+        losses.append(float(loss.detach()))
+        if log and (step % 50 == 0 or step == config.steps):
+            recent = losses[-50:]
+            log(f"hil step {step}/{config.steps} chip loss {sum(recent) / len(recent):.4f}")
+    model.eval()
+    added = torch.cat(
+        [
+            (layer.crossbar.pulses - p0).reshape(-1)
+            for layer, p0 in zip(layers, start_pulses, strict=True)
+            if layer.crossbar is not None
+        ]
+    )
+    return HILReport(
+        steps=config.steps,
+        t_s=config.t_s,
+        epsilon_gmax=config.granularity_gmax,
+        losses=losses,
+        transfers=sum(t.transfers for t in transfers),
+        writes=sum(t.writes for t in transfers),
+        hil_pulses_mean=float(added.double().mean()),
+        hil_pulses_max=int(added.max()),
+        seconds=time.perf_counter() - start,
+    )
+
+
+def _pulse_stats(model: nn.Module) -> dict[str, float]:
+    pulses = torch.cat(
+        [layer.crossbar.pulses.reshape(-1) for layer in analog_layers(model) if layer.crossbar is not None]
+    )
+    return {"pulses_mean": float(pulses.double().mean()), "pulses_max": int(pulses.max())}
+
+
+def correct_and_evaluate(
+    model: nn.Module,
+    recipe: dict[str, Any],
+    profile: str | DeviceProfile,
+    method: CorrectionMethod,
+    t_s: float,
+    chip_seed: int = 0,
+    eval_seed: int = 1,
+    hil: HILConfig | None = None,
+    tolerance_gmax: float = DEFAULT_TOLERANCE_GMAX,
+    max_iterations: int = DEFAULT_MAX_ITERATIONS,
+    limit: int | None = None,
+    task: HILTask | None = None,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Deploy a copy of ``model`` on chip ``chip_seed``, correct it, score it at ``t_s``.
+
+    ``method``: ``open`` (single-shot programming), ``verify`` (program-and-verify right after
+    programming) or ``hil`` (verify, then HIL fine-tuning at ``hil.t_s``).  The chip is then
+    moved to ``t_s`` (drift, compensation recalibrated) and scored on the test split with a
+    fixed input-encoding seed ``eval_seed``.  Returns the metric, pulses per device and the
+    verify / HIL reports.
+    """
+    if method not in ("open", "verify", "hil"):
+        raise ValueError(f"method: expected open, verify or hil, got {method!r}")
+    prof = load_profile(profile)
+    family = FAMILIES[recipe["family"]]
+    chip = copy.deepcopy(model)
+    deploy(chip, prof, seed=chip_seed)
+    result: dict[str, Any] = {"method": method, "profile": prof.name, "t_s": t_s, "chip_seed": chip_seed}
+    if method in ("verify", "hil"):
+        result["verify"] = [
+            program_and_verify(
+                layer.crossbar, tolerance_gmax=tolerance_gmax, max_iterations=max_iterations
+            ).to_dict()
+            for layer in analog_layers(chip)
+            if layer.crossbar is not None
+        ]
+    if method == "hil":
+        config = hil if hil is not None else HILConfig(t_s=t_s)
+        hil_task = task if task is not None else task_for_recipe(recipe, config.batch_size)
+        result["hil"] = hil_finetune(chip, hil_task, config, log).to_dict()
+    drift_to(chip, t_s)
+    score = family.evaluate(chip, recipe, torch.Generator().manual_seed(eval_seed), "default", limit)
+    result["metric"] = family.metric
+    result["value"] = score[family.metric]
+    result.update(_pulse_stats(chip))
+    return result

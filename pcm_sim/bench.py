@@ -48,7 +48,9 @@ def _layer(n_in: int, n_out: int, backend: str, binary: bool, seed: int = 0) -> 
 
 
 @torch.no_grad()
-def mvm_case(name: str, n_in: int, n_out: int, shape: tuple[int, ...], spikes: bool, repeats: int) -> dict[str, Any]:
+def mvm_case(
+    name: str, n_in: int, n_out: int, shape: tuple[int, ...], spikes: bool, repeats: int
+) -> dict[str, Any]:
     """Time ``F.linear``, our crossbar and aihwkit on the same input of ``shape + (n_in,)``."""
     gen = torch.Generator().manual_seed(1)
     x = torch.rand(*shape, n_in, generator=gen)

@@ -12,17 +12,18 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-__all__ = ["BadInput", "main"]
+__all__ = ["BadInputError", "main"]
 
 COMMAND_MODULES = (
     "pcm_sim.commands.profiles",
     "pcm_sim.commands.train",
     "pcm_sim.commands.bench",
     "pcm_sim.commands.demo",
+    "pcm_sim.commands.studies",
 )
 
 
-class BadInput(ValueError):
+class BadInputError(ValueError):
     """Raised by commands for user errors; reported as one line with exit code 2."""
 
 
@@ -47,7 +48,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         code = args.handler(args)
-    except (BadInput, ProfileError, RecipeError, CheckpointError, FileNotFoundError, ValueError) as exc:
+    except (
+        BadInputError,
+        ProfileError,
+        RecipeError,
+        CheckpointError,
+        FileNotFoundError,
+        ValueError,
+    ) as exc:
         message = " ".join(str(exc).split())
         print(f"pcm-sim: error: {message}", file=sys.stderr)
         return 2

@@ -23,8 +23,22 @@ from pcm_sim.profiles import DeviceProfile, load_profile
 __all__ = ["DEFAULT_TIMES", "TIME_LABELS", "evaluate_on_chips", "parse_time"]
 
 DEFAULT_TIMES = (60.0, 3600.0, 86_400.0, 30 * 86_400.0, 365 * 86_400.0)
-TIME_LABELS = {60.0: "1 min", 3600.0: "1 h", 86_400.0: "1 day", 2_592_000.0: "1 month", 31_536_000.0: "1 year"}
-_UNITS = {"s": 1.0, "min": 60.0, "h": 3600.0, "d": 86_400.0, "day": 86_400.0, "mo": 2_592_000.0, "y": 31_536_000.0}
+TIME_LABELS = {
+    60.0: "1 min",
+    3600.0: "1 h",
+    86_400.0: "1 day",
+    2_592_000.0: "1 month",
+    31_536_000.0: "1 year",
+}
+_UNITS = {
+    "s": 1.0,
+    "min": 60.0,
+    "h": 3600.0,
+    "d": 86_400.0,
+    "day": 86_400.0,
+    "mo": 2_592_000.0,
+    "y": 31_536_000.0,
+}
 
 
 def parse_time(text: str) -> float:
@@ -36,7 +50,9 @@ def parse_time(text: str) -> float:
     try:
         value = float(raw)
     except ValueError:
-        raise ValueError(f"time {text!r}: expected seconds or a number with s|min|h|d|mo|y") from None
+        raise ValueError(
+            f"time {text!r}: expected seconds or a number with s|min|h|d|mo|y"
+        ) from None
     if value < 0 or value != value:
         raise ValueError(f"time {text!r}: expected a time >= 0")
     return value
@@ -63,7 +79,9 @@ def evaluate_on_chips(
         deploy(chip_model, prof, seed=seed + chip, backend=backend)  # type: ignore[arg-type]
         for t in times:
             drift_to(chip_model, float(t))
-            score = family.evaluate(chip_model, recipe, torch.Generator().manual_seed(seed + 1), mode, limit)
+            score = family.evaluate(
+                chip_model, recipe, torch.Generator().manual_seed(seed + 1), mode, limit
+            )
             per_time[float(t)].append(score[family.metric])
             if log:
                 log(f"chip {chip} t={t:g}s {family.metric} {score[family.metric]:.4f}")
@@ -78,4 +96,10 @@ def evaluate_on_chips(
                 "per_chip": values,
             }
         )
-    return {"profile": prof.name, "metric": family.metric, "chips": chips, "mode": mode, "rows": rows}
+    return {
+        "profile": prof.name,
+        "metric": family.metric,
+        "chips": chips,
+        "mode": mode,
+        "rows": rows,
+    }

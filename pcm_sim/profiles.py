@@ -140,9 +140,13 @@ class DeviceParams:
         if self.g_max_us <= 0:
             raise ProfileError(f"device.g_max_us: expected > 0, got {self.g_max_us}")
         if not 0 <= self.g_min_us < self.g_max_us:
-            raise ProfileError(f"device.g_min_us: expected 0 <= g_min_us < g_max_us, got {self.g_min_us}")
+            raise ProfileError(
+                f"device.g_min_us: expected 0 <= g_min_us < g_max_us, got {self.g_min_us}"
+            )
         if self.levels < 0 or self.levels == 1 or self.levels > 65_536:
-            raise ProfileError(f"device.levels: expected 0 (continuous) or 2..65536, got {self.levels}")
+            raise ProfileError(
+                f"device.levels: expected 0 (continuous) or 2..65536, got {self.levels}"
+            )
         if self.d2d_gain_std < 0 or self.d2d_gain_std > 1:
             raise ProfileError(f"device.d2d_gain_std: expected 0..1, got {self.d2d_gain_std}")
         for name in ("stuck_at_gmin_fraction", "stuck_at_gmax_fraction"):
@@ -251,7 +255,9 @@ class PeripheryParams:
         for name in ("dac_bits", "adc_bits"):
             value = getattr(self, name)
             if not 0 <= value <= 24:
-                raise ProfileError(f"periphery.{name}: expected 0 (ideal) or 1..24 bits, got {value}")
+                raise ProfileError(
+                    f"periphery.{name}: expected 0 (ideal) or 1..24 bits, got {value}"
+                )
         if self.dac_bits == 1 or self.adc_bits == 1:
             raise ProfileError("periphery: a signed converter needs at least 2 bits (0 = ideal)")
         if self.input_range <= 0:
@@ -278,9 +284,7 @@ class CompensationParams:
 
     def __post_init__(self) -> None:
         if self.mode not in ("none", "global", "column"):
-            raise ProfileError(
-                f"compensation.mode: expected none|global|column, got {self.mode!r}"
-            )
+            raise ProfileError(f"compensation.mode: expected none|global|column, got {self.mode!r}")
 
 
 @dataclass(frozen=True)
@@ -325,7 +329,7 @@ class DeviceProfile:
     provenance: Provenance = field(default_factory=Provenance)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain nested dict (YAML/JSON friendly); ``from_dict(to_dict())`` gives an equal profile."""
+        """Plain nested dict (YAML/JSON friendly); ``from_dict(to_dict())`` is equal."""
         return _to_plain(dataclasses.asdict(self))
 
     @classmethod
@@ -414,7 +418,9 @@ def _build(cls: type, data: Any, path: str, source: str) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ProfileError(f"{where}: unknown key {unknown[0]!r} (expected one of {sorted(fields)})")
+        raise ProfileError(
+            f"{where}: unknown key {unknown[0]!r} (expected one of {sorted(fields)})"
+        )
     kwargs: dict[str, Any] = {}
     for name, f in fields.items():
         sub = f"{path}.{name}" if path else name
@@ -503,9 +509,9 @@ def list_profiles() -> list[str]:
 
 
 class _StrictLoader(yaml.SafeLoader):
-    """Safe loader that refuses aliases (no alias bombs) and duplicate keys."""
+    """Safe loader that refuses aliases, so alias bombs cannot expand."""
 
-    def compose_node(self, parent: Any, index: Any) -> Any:  # type: ignore[override]
+    def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
             raise ProfileError(f"line {event.start_mark.line + 1}: YAML aliases are not allowed")
@@ -518,7 +524,9 @@ def _read_yaml(path: Path) -> Any:
     except OSError as exc:
         raise ProfileError(f"{path}: cannot read file ({exc.strerror})") from None
     if len(raw) > MAX_PROFILE_BYTES:
-        raise ProfileError(f"{path}: file is {len(raw)} bytes, expected at most {MAX_PROFILE_BYTES}")
+        raise ProfileError(
+            f"{path}: file is {len(raw)} bytes, expected at most {MAX_PROFILE_BYTES}"
+        )
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -526,7 +534,7 @@ def _read_yaml(path: Path) -> Any:
     if "\x00" in text:
         raise ProfileError(f"{path}: not a text file (contains NUL bytes)")
     try:
-        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=_StrictLoader)
     except ProfileError as exc:
         raise ProfileError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:

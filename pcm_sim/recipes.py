@@ -62,7 +62,9 @@ def load_recipe(name_or_path: str | Path) -> dict[str, Any]:
     if not (text.endswith((".yaml", ".yml")) or path.exists()):
         path = recipe_dir() / f"{text}.yaml"
         if not path.exists():
-            raise RecipeError(f"unknown recipe {text!r}: expected a YAML path or one of {list_recipes()}")
+            raise RecipeError(
+                f"unknown recipe {text!r}: expected a YAML path or one of {list_recipes()}"
+            )
     try:
         data = _read_yaml(path)
     except ProfileError as exc:

@@ -81,7 +81,7 @@ def mlp_epoch(model: ReLUMLP, opt: torch.optim.Optimizer, order: Tensor) -> floa
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        total += float(loss) * len(idx)
+        total += loss.item() * len(idx)
     return total / len(order)
 
 

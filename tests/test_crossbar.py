@@ -22,7 +22,9 @@ def test_ideal_profile_equals_matmul(gen: torch.Generator) -> None:
 
 
 def test_adc_saturation_and_quantization_exact() -> None:
-    per = load_profile("ideal", overrides={"periphery.adc_bits": 3, "periphery.output_range": 3.0}).periphery
+    per = load_profile(
+        "ideal", overrides={"periphery.adc_bits": 3, "periphery.output_range": 3.0}
+    ).periphery
     # 3 bits: 3 levels per sign, step 1.0, saturation at +-3
     y = torch.tensor([-7.0, -3.2, -1.4, -0.6, 0.4, 0.5, 1.49, 2.51, 9.0])
     assert periphery.adc(y, per).tolist() == [-3.0, -3.0, -1.0, -1.0, 0.0, 0.0, 1.0, 3.0, 3.0]
@@ -31,7 +33,11 @@ def test_adc_saturation_and_quantization_exact() -> None:
 def test_dac_quantization_and_clip_policy_exact() -> None:
     per = load_profile(
         "ideal",
-        overrides={"periphery.dac_bits": 3, "periphery.input_policy": "clip", "periphery.input_range": 2.0},
+        overrides={
+            "periphery.dac_bits": 3,
+            "periphery.input_policy": "clip",
+            "periphery.input_range": 2.0,
+        },
     ).periphery
     x = torch.tensor([[-5.0, -1.0, 0.2, 0.5, 1.2, 4.0]])
     scale = periphery.input_scale(x, per)
@@ -42,7 +48,9 @@ def test_dac_quantization_and_clip_policy_exact() -> None:
 
 
 def test_scale_policy_never_saturates_inputs() -> None:
-    profile = load_profile("ideal", overrides={"periphery.dac_bits": 8, "periphery.output_range": 1e6})
+    profile = load_profile(
+        "ideal", overrides={"periphery.dac_bits": 8, "periphery.output_range": 1e6}
+    )
     w = torch.eye(4)
     xbar = CrossbarArray(w, profile, torch.Generator().manual_seed(0))
     x = torch.tensor([[100.0, -50.0, 0.0, 127.0]])
@@ -119,7 +127,9 @@ def test_drift_compensation_restores_output_scale_at_one_year(mode: str) -> None
         x = torch.rand(512, 256, generator=gen)
         y0 = sum(float(xbar.mvm(x).abs().mean()) for _ in range(10))
         xbar.drift_to(365 * 86_400.0)
-        raw.append(sum(float(xbar.mvm(x, apply_compensation=False).abs().mean()) for _ in range(10)) / y0)
+        raw.append(
+            sum(float(xbar.mvm(x, apply_compensation=False).abs().mean()) for _ in range(10)) / y0
+        )
         ratios.append(sum(float(xbar.mvm(x).abs().mean()) for _ in range(10)) / y0)
     assert max(raw) < 0.6  # drift alone loses > 40 % of the signal in a year
     assert sum(ratios) / len(ratios) == pytest.approx(1.0, abs=0.01)
@@ -168,7 +178,9 @@ def test_analog_linear_gradients_pass_straight_through(gen: torch.Generator) -> 
 
 
 def test_deploy_is_reproducible_per_seed(gen: torch.Generator) -> None:
-    model = torch.nn.Sequential(pcm_sim.AnalogLinear(30, 20), torch.nn.ReLU(), pcm_sim.AnalogLinear(20, 3))
+    model = torch.nn.Sequential(
+        pcm_sim.AnalogLinear(30, 20), torch.nn.ReLU(), pcm_sim.AnalogLinear(20, 3)
+    )
     x = torch.randn(4, 30, generator=gen)
     outs = []
     for seed in (1, 1, 2):

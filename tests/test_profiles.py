@@ -36,7 +36,9 @@ def test_nandakumar_constants_match_the_paper() -> None:
 
 def test_dotted_overrides_apply_and_do_not_mutate() -> None:
     base = load_profile("pcm_nandakumar2019")
-    changed = load_profile("pcm_nandakumar2019", overrides={"drift.scale": 2.0, "periphery.adc_bits": 6})
+    changed = load_profile(
+        "pcm_nandakumar2019", overrides={"drift.scale": 2.0, "periphery.adc_bits": 6}
+    )
     assert changed.drift.scale == 2.0 and changed.periphery.adc_bits == 6
     assert base.drift.scale == 1.0
     with pytest.raises(ProfileError, match="unknown"):

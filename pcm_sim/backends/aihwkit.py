@@ -63,10 +63,13 @@ def rpu_config_from_profile(profile: DeviceProfile) -> Any:
         ("device.stuck_at_gmax_fraction", dev.stuck_at_gmax_fraction),
     ]:
         if value:
-            raise ProfileError(f"{profile.name}: {field}={value} has no aihwkit equivalent (expected 0)")
+            raise ProfileError(
+                f"{profile.name}: {field}={value} has no aihwkit equivalent (expected 0)"
+            )
     if profile.weight_cell.devices_per_polarity != 1 or profile.weight_cell.scaling != "layer":
         raise ProfileError(
-            f"{profile.name}: weight_cell: aihwkit's converter needs 1 device per polarity, layer scaling"
+            f"{profile.name}: weight_cell: aihwkit's converter needs one device per polarity "
+            "and layer scaling"
         )
     cfg = InferenceRPUConfig()
     per = profile.periphery

@@ -9,7 +9,7 @@ from pathlib import Path
 __all__ = ["register"]
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``bench`` command."""
     parser = sub.add_parser("bench", help="crossbar vs matmul vs aihwkit speed benchmark")
     parser.add_argument("--quick", action="store_true", help="fewer repeats")

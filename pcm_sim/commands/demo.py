@@ -23,7 +23,7 @@ from pcm_sim.training.checkpoint import load_checkpoint, train_recipe
 __all__ = ["register"]
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``demo`` command."""
     parser = sub.add_parser("demo", help="train an SNU, deploy it on PCM, accuracy vs drift time")
     parser.add_argument("--out", default="runs/demo")
@@ -43,7 +43,10 @@ def _plot(report: dict[str, Any], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     software = report["software"]["accuracy"] * 100
     ax.axhline(software, color="k", ls="--", label=f"software {software:.2f}%")
-    for key, label in [("compensated", "PCM, global drift compensation"), ("uncompensated", "PCM, no compensation")]:
+    for key, label in [
+        ("compensated", "PCM, global drift compensation"),
+        ("uncompensated", "PCM, no compensation"),
+    ]:
         rows = report[key]["rows"]
         t = [r["t_s"] for r in rows]
         mean = [r["mean"] * 100 for r in rows]
@@ -88,10 +91,14 @@ def _demo(args: argparse.Namespace) -> int:
         chip_profile = profile.with_overrides({"compensation.mode": mode})
         report[key] = evaluate_on_chips(model, recipe, chip_profile, DEFAULT_TIMES, args.chips)
     software = payload["software"]["accuracy"] * 100
-    print(f"\nSNU 784-256-256-10, Fashion-MNIST test accuracy (%), {profile.name}, {args.chips} chips")
+    print(
+        f"\nSNU 784-256-256-10, Fashion-MNIST test accuracy (%), {profile.name}, {args.chips} chips"
+    )
     print(f"software: {software:.2f}")
     print(f"{'time':>8s}  {'compensated':>16s}  {'uncompensated':>16s}")
-    for comp, raw in zip(report["compensated"]["rows"], report["uncompensated"]["rows"], strict=True):
+    for comp, raw in zip(
+        report["compensated"]["rows"], report["uncompensated"]["rows"], strict=True
+    ):
         print(
             f"{comp['label']:>8s}  {comp['mean'] * 100:7.2f} +- {comp['std'] * 100:4.2f}  "
             f"{raw['mean'] * 100:7.2f} +- {raw['std'] * 100:4.2f}"

@@ -11,7 +11,7 @@ from pcm_sim.profiles import list_profiles, load_profile
 __all__ = ["register"]
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``profiles`` command."""
     parser = sub.add_parser("profiles", help="list, show or check device profiles")
     action = parser.add_subparsers(dest="action", required=True)

@@ -25,14 +25,16 @@ def _add_executor_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``sweep``, ``plot`` and ``validate`` commands."""
     sweep = sub.add_parser(
         "sweep", help="run a sweep file's grid of cells into a SQLite database (resumable)"
     )
     sweep.add_argument("sweep", help="sweep YAML file (see pcm_sim.studies.sweep)")
     sweep.add_argument(
-        "--db", default=None, help="result database (default: the sweep's db, else runs/studies/NAME.sqlite)"
+        "--db",
+        default=None,
+        help="result database (default: the sweep's db, else runs/studies/NAME.sqlite)",
     )
     _add_executor_args(sweep)
     sweep.set_defaults(handler=_sweep)

@@ -12,13 +12,15 @@ from pcm_sim.training.checkpoint import load_checkpoint, train_recipe
 __all__ = ["register"]
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``train`` and ``evaluate`` commands."""
     train = sub.add_parser("train", help="train a model recipe; writes DIR/model.pt")
     train.add_argument("recipe", help="recipe name (see models/) or YAML path")
     train.add_argument("--out", default=None, help="output directory (default runs/<recipe>)")
     train.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
-    train.add_argument("--data-dir", default=None, help="directory of IDX files (Fashion-MNIST/MNIST)")
+    train.add_argument(
+        "--data-dir", default=None, help="directory of IDX files (Fashion-MNIST/MNIST)"
+    )
     train.set_defaults(handler=_train)
 
     ev = sub.add_parser("evaluate", help="evaluate a checkpoint on simulated chips over drift time")
@@ -55,7 +57,14 @@ def _evaluate(args: argparse.Namespace) -> int:
         recipe["data"]["data_dir"] = args.data_dir
     times = [parse_time(t) for t in args.times] if args.times else list(DEFAULT_TIMES)
     result = evaluate_on_chips(
-        model, recipe, args.profile, times, args.chips, args.mode, limit=args.limit, backend=args.backend
+        model,
+        recipe,
+        args.profile,
+        times,
+        args.chips,
+        args.mode,
+        limit=args.limit,
+        backend=args.backend,
     )
     result["software"] = payload["software"]
     print(f"{recipe['name']} on {result['profile']} ({args.chips} chips, mode {args.mode})")

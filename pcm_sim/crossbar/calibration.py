@@ -207,7 +207,9 @@ def verify_devices(
 
     if write is not None:
         if write.shape != shape:
-            raise ValueError(f"write: expected a mask of shape {tuple(shape)}, got {tuple(write.shape)}")
+            raise ValueError(
+                f"write: expected a mask of shape {tuple(shape)}, got {tuple(write.shape)}"
+            )
         active = write.reshape(-1).nonzero().squeeze(1)  # (A,) device indices to write
         write_devices(active)
     else:

@@ -29,9 +29,7 @@ def weight_scale(weight_in_out: Tensor, profile: DeviceProfile) -> Tensor:
     return weight_in_out.abs().amax().clamp(min=MIN_W_MAX)
 
 
-def conductance_targets(
-    weight_in_out: Tensor, w_max: Tensor, profile: DeviceProfile
-) -> Tensor:
+def conductance_targets(weight_in_out: Tensor, w_max: Tensor, profile: DeviceProfile) -> Tensor:
     """Target conductances (µS), shape ``(2, N, in, out)``, for weights of shape ``(in, out)``."""
     dev = profile.device
     span = dev.g_max_us - dev.g_min_us
@@ -43,7 +41,10 @@ def conductance_targets(
 
 
 def normalized_weights(conductance_us: Tensor, profile: DeviceProfile) -> Tensor:
-    """Normalized weights ``sum_i (G+_i - G-_i) / (N (g_max - g_min))``: ``(2,N,in,out)->(in,out)``."""
+    """Normalized weights ``sum_i (G+_i - G-_i) / (N (g_max - g_min))``.
+
+    ``(2, N, in, out) -> (in, out)``.
+    """
     span = profile.device.g_max_us - profile.device.g_min_us
     n = conductance_us.shape[1]
     summed = conductance_us.sum(dim=1)  # (2, in, out)

@@ -5,8 +5,8 @@ Drawing ``in x out`` normals per MVM costs more than the matmul itself for small
 :class:`NoiseBank` holds ``M`` i.i.d. N(0, 1) values; each draw of ``n`` values is the window
 ``bank[o : o + n]`` at an offset ``o`` uniform in ``[0, M - n]`` drawn from the generator, and
 before every draw ``ceil(n / REFRESH_DIVISOR)`` bank entries at a rotating pointer are redrawn,
-so the whole bank (``M = max(BANK_FACTOR * n, MIN_BANK)``) is renewed continually.  Within a draw the values are exactly i.i.d. N(0, 1);
-two draws share a value at the same position only when their offsets coincide (probability
+so the whole bank (``M = max(BANK_FACTOR * n, MIN_BANK)``) is renewed continually.  Within a
+draw the values are exactly i.i.d. N(0, 1); two draws share a value at the same position only when their offsets coincide (probability
 ``1 / (M - n + 1)``), so a device's successive reads are independent up to such coincidences.
 ``sampling: exact`` in the profile bypasses the bank and calls ``randn`` on every read.
 """
@@ -28,7 +28,9 @@ MIN_BANK = 2**20
 class NoiseBank:
     """A rolling bank of standard normals on the generator's device (see module docstring)."""
 
-    def __init__(self, generator: torch.Generator, dtype: torch.dtype, device: torch.device) -> None:
+    def __init__(
+        self, generator: torch.Generator, dtype: torch.dtype, device: torch.device
+    ) -> None:
         self.generator = generator
         self.dtype = dtype
         self.device = device
@@ -37,7 +39,9 @@ class NoiseBank:
 
     def _grow(self, n: int) -> None:
         size = max(BANK_FACTOR * n, MIN_BANK)
-        self.bank = torch.randn(size, generator=self.generator, dtype=self.dtype, device=self.device)
+        self.bank = torch.randn(
+            size, generator=self.generator, dtype=self.dtype, device=self.device
+        )
         self.pointer = 0
 
     def draw(self, shape: tuple[int, ...]) -> Tensor:

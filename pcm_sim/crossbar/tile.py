@@ -3,7 +3,8 @@
 One :class:`CrossbarArray` holds a whole weight matrix, split into ``n = ceil(in / rows)`` row
 tiles of near-equal size (sizes differ by at most one, as aihwkit splits; shorter tiles are
 zero-padded so all tiles run in one batched matmul).  Column tiles share rows and need no
-separate treatment: every column has its own ADC.  For a normalized input ``u`` (after DAC) and tile ``k``:
+separate treatment: every column has its own ADC.  For a normalized input ``u`` (after DAC)
+and tile ``k``:
 
     ``y_k = ADC( u_k @ (W_k + sigma_k * Z) + out_noise * Z' )``        (normalized units)
     ``y   = alpha * w_max * sum_k s_k * y_k + b``
@@ -160,9 +161,7 @@ class CrossbarArray:
         w = self.w_tiles
         return torch.randn(shape, generator=self.generator, dtype=w.dtype, device=w.device)
 
-    def mvm(
-        self, x: Tensor, binary_input: bool = False, apply_compensation: bool = True
-    ) -> Tensor:
+    def mvm(self, x: Tensor, binary_input: bool = False, apply_compensation: bool = True) -> Tensor:
         """Analog matrix-vector product of ``x`` ``(..., in)`` -> ``(..., out)`` (no bias).
 
         ``binary_input``: inputs are spikes in {0, 1}; they drive the rows directly, no DAC.

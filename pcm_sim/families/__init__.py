@@ -49,16 +49,18 @@ class Family(Protocol):
 
 
 def _registry() -> dict[str, Family]:
-    from pcm_sim.families.snu import SNUChoralesFamily, SNUFashionFamily
-    from pcm_sim.families.lstm import LSTMChoralesFamily
+    from pcm_sim.families.coarse_lif import CoarseLIFFashionFamily
     from pcm_sim.families.dsn import DSNFashionFamily
+    from pcm_sim.families.lstm import LSTMChoralesFamily
     from pcm_sim.families.phasor import PhasorFashionFamily
+    from pcm_sim.families.snu import SNUChoralesFamily, SNUFashionFamily
 
     return {
         "snu_fmnist": SNUFashionFamily(),
         "ssnu_chorales": SNUChoralesFamily(),
         "lstm_chorales": LSTMChoralesFamily(),
         "dsn_fmnist": DSNFashionFamily(),
+        "coarse_lif_fmnist": CoarseLIFFashionFamily(),
         "phasor_fmnist": PhasorFashionFamily(),
     }
 

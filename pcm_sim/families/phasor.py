@@ -164,7 +164,7 @@ class PhasorFashionFamily:
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                total_loss += float(loss) * len(idx)
+                total_loss += float(loss.detach()) * len(idx)
                 correct += int((predict_classes(yhat.detach()) == labels[idx]).sum())
             sched.step()
             row = {"epoch": float(epoch), "loss": total_loss / len(images), "train_accuracy": correct / len(images)}

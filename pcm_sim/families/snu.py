@@ -10,6 +10,7 @@ is the logit of each key at the next frame (Bernoulli NLL).  88*150 + 150*88 = 2
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -29,18 +30,20 @@ __all__ = ["SNUChoralesFamily", "SNUClassifier", "SNUFashionFamily", "SSNUSequen
 class SNUClassifier(nn.Module):
     """SNU MLP ``sizes[0] -> ... -> sizes[-1]``: hidden SNU layers, an sSNU readout layer."""
 
-    def __init__(
-        self, sizes: list[int], decay: float = 0.8, threshold_init: float = -1.0
-    ) -> None:
+    def __init__(self, sizes: list[int], decay: float = 0.8, threshold_init: float = -1.0) -> None:
         super().__init__()
         if len(sizes) < 2:
             raise ValueError(f"sizes: expected at least [in, out], got {sizes}")
         layers = [
-            SNULayer(a, b, soft=False, decay=decay, threshold_init=threshold_init, binary_input=True)
-            for a, b in zip(sizes[:-2], sizes[1:-1], strict=True)
+            SNULayer(
+                a, b, soft=False, decay=decay, threshold_init=threshold_init, binary_input=True
+            )
+            for a, b in itertools.pairwise(sizes)
         ]
         layers.append(
-            SNULayer(sizes[-2], sizes[-1], soft=True, decay=decay, threshold_init=0.0, binary_input=True)
+            SNULayer(
+                sizes[-2], sizes[-1], soft=True, decay=decay, threshold_init=0.0, binary_input=True
+            )
         )
         self.layers = nn.ModuleList(layers)
 
@@ -112,7 +115,9 @@ class SNUFashionFamily:
             model.train()
             order = torch.randperm(len(images), generator=generator)
             total_loss, correct = 0.0, 0
-            for i in progress(range(n_batches), n_batches, f"epoch {epoch}", tr.get("progress", True)):
+            for i in progress(
+                range(n_batches), n_batches, f"epoch {epoch}", tr.get("progress", True)
+            ):
                 idx = order[i * batch : (i + 1) * batch]
                 spikes = bernoulli_rate_code(images[idx], steps, generator)
                 logits = model(spikes)
@@ -123,7 +128,11 @@ class SNUFashionFamily:
                 total_loss += float(loss) * len(idx)
                 correct += int((logits.argmax(-1) == labels[idx]).sum())
             sched.step()
-            row = {"epoch": float(epoch), "loss": total_loss / len(images), "train_accuracy": correct / len(images)}
+            row = {
+                "epoch": float(epoch),
+                "loss": total_loss / len(images),
+                "train_accuracy": correct / len(images),
+            }
             history.append(row)
             timer.report(epoch, loss=row["loss"], train_accuracy=row["train_accuracy"])
         enable_hwa(model, None, seed=0)
@@ -170,7 +179,12 @@ def fit_sequence_model(
     for epoch in range(1, epochs + 1):
         model.train()
         total, frames = 0.0, 0.0
-        for b in progress(batch_sequences(seqs, batch, generator), n_batches, f"epoch {epoch}", tr.get("progress", True)):
+        for b in progress(
+            batch_sequences(seqs, batch, generator),
+            n_batches,
+            f"epoch {epoch}",
+            tr.get("progress", True),
+        ):
             loss = frame_nll(model(b.inputs), b.targets, b.mask)
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -38,7 +38,7 @@ class _HeavisideTanh(torch.autograd.Function):
 
 def heaviside_tanh(v: Tensor) -> Tensor:
     """Step function with the derivative of tanh as surrogate gradient."""
-    out: Tensor = _HeavisideTanh.apply(v)  # type: ignore[no-untyped-call]
+    out: Tensor = _HeavisideTanh.apply(v)
     return out
 
 

@@ -91,7 +91,9 @@ class AnalogLinear(nn.Module):
 
     def extra_repr(self) -> str:
         mode = f"analog[{self.backend}]" if self.is_analog else "software"
-        return f"in={self.in_features}, out={self.out_features}, bias={self.bias is not None}, {mode}"
+        return (
+            f"in={self.in_features}, out={self.out_features}, bias={self.bias is not None}, {mode}"
+        )
 
     def program(self, profile: DeviceProfile, generator: torch.Generator) -> None:
         """Program the current weights onto a chip with ``profile`` (drawn from ``generator``)."""
@@ -142,7 +144,7 @@ class AnalogLinear(nn.Module):
                 f"AnalogLinear: expected input (..., {self.in_features}), got {tuple(x.shape)}"
             )
         if not self.is_analog:
-            weight = self.weight
+            weight: Tensor = self.weight
             if self.training and self.hwa_generator is not None:
                 weight = self._hwa_weight()
             return F.linear(x, weight, self.bias)
@@ -194,7 +196,8 @@ class AnalogConv2d(nn.Module):
         """``(..., C, H, W) -> (..., out, H', W')``."""
         if x.dim() < 3 or x.shape[-3] != self.in_channels:
             raise ValueError(
-                f"AnalogConv2d: expected input (..., {self.in_channels}, H, W), got {tuple(x.shape)}"
+                f"AnalogConv2d: expected input (..., {self.in_channels}, H, W), "
+                f"got {tuple(x.shape)}"
             )
         lead = x.shape[:-3]
         h, w = x.shape[-2:]

@@ -78,7 +78,7 @@ def read_events(linear: AnalogLinear, spikes: Tensor) -> Tensor:
     go through ``linear`` in one call with binary inputs.
     """
     flat = spikes.reshape(-1, spikes.shape[-1])  # (N, in)
-    active = flat.any(dim=-1)
+    active = flat.amax(dim=-1) > 0  # (N,): any spike in the row
     with _binary_rows(linear):
         if bool(active.all()):
             out = linear(flat)  # (N, out)

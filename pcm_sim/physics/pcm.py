@@ -136,7 +136,9 @@ def program_devices(
     return ProgrammedDevices(g_prog_us=g_prog, nu=nu, stuck=stuck)
 
 
-def drifted_conductance(g_prog_us: Tensor, nu: Tensor, t_s: float, profile: DeviceProfile) -> Tensor:
+def drifted_conductance(
+    g_prog_us: Tensor, nu: Tensor, t_s: float, profile: DeviceProfile
+) -> Tensor:
     """Mean conductance at ``t_s`` seconds after programming: ``g_prog ((t + t0)/t0)^-nu``."""
     if t_s < 0 or not math.isfinite(t_s):
         raise ValueError(f"t_s: expected a finite time >= 0 s, got {t_s}")

@@ -69,7 +69,9 @@ class LocalPool:
         self, fn: Callable[[Any], Any], items: Sequence[Any]
     ) -> Iterator[tuple[int, Any]]:
         """Submit every item, yield results as they complete."""
-        pending: dict[Future[Any], int] = {self._pool.submit(fn, it): i for i, it in enumerate(items)}
+        pending: dict[Future[Any], int] = {
+            self._pool.submit(fn, it): i for i, it in enumerate(items)
+        }
         try:
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)

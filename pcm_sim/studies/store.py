@@ -130,7 +130,9 @@ class ResultStore:
                 self.conn.execute("PRAGMA synchronous=FULL")
         except sqlite3.DatabaseError as exc:
             self._close_quietly()
-            raise StoreError(f"{self.path}: corrupt or unreadable SQLite database ({exc})") from None
+            raise StoreError(
+                f"{self.path}: corrupt or unreadable SQLite database ({exc})"
+            ) from None
         except StoreError:
             self._close_quietly()
             raise
@@ -159,7 +161,9 @@ class ResultStore:
         check = self.conn.execute("PRAGMA quick_check").fetchone()
         if not check or check[0] != "ok":
             raise StoreError(f"{self.path}: corrupt SQLite database (quick_check: {check})")
-        tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        tables = {
+            r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        }
         if "pcm_sim_meta" not in tables:
             raise StoreError(f"{self.path}: a SQLite database but not a pcm-sim sweep database")
         row = self.conn.execute("SELECT value FROM pcm_sim_meta WHERE name='format'").fetchone()
@@ -168,7 +172,9 @@ class ResultStore:
             raise StoreError(f"{self.path}: database format {found!r}, expected {FORMAT!r}")
         columns = tuple(r[1] for r in self.conn.execute("PRAGMA table_info(cells)"))
         if columns != CELL_COLUMNS:
-            raise StoreError(f"{self.path}: table 'cells' has columns {columns}, expected {CELL_COLUMNS}")
+            raise StoreError(
+                f"{self.path}: table 'cells' has columns {columns}, expected {CELL_COLUMNS}"
+            )
 
     def __enter__(self) -> ResultStore:
         return self

@@ -69,7 +69,9 @@ __all__ = [
     "SweepSummary",
     "expand_cells",
     "load_sweep",
+    "parse_override_grid",
     "parse_sweep",
+    "parse_time_value",
     "preflight",
     "resolve_models",
     "run_cell",
@@ -79,7 +81,17 @@ __all__ = [
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 MAX_CELLS = 1_000_000
-SWEEP_KEYS = {"name", "models", "profiles", "overrides", "times", "chips", "seeds", "evaluation", "db"}
+SWEEP_KEYS = {
+    "name",
+    "models",
+    "profiles",
+    "overrides",
+    "times",
+    "chips",
+    "seeds",
+    "evaluation",
+    "db",
+}
 EVALUATION_KEYS = {"mode", "limit", "input_seed"}
 
 
@@ -171,7 +183,7 @@ def _scalar(value: Any, where: str) -> Any:
     raise SweepError(f"{where}: expected a number, string or boolean, got {value!r}")
 
 
-def _time(value: Any, where: str) -> float:
+def parse_time_value(value: Any, where: str) -> float:
     """A drift time in seconds from a number or a string like ``1d``."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise SweepError(f"{where}: expected seconds or a string like 1d, got {value!r}")
@@ -211,13 +223,15 @@ def _parse_models(raw: Any, source: str) -> tuple[ModelEntry, ...]:
     return tuple(entries)
 
 
-def _parse_grid(raw: Any, where: str) -> list[dict[str, Any]]:
+def parse_override_grid(raw: Any, where: str) -> list[dict[str, Any]]:
     if not isinstance(raw, dict) or not raw:
         raise SweepError(f"{where}: expected a mapping of dotted profile fields to value lists")
     axes = []
     for key, values in raw.items():
         if not isinstance(key, str) or not re.match(r"^[a-z_]+(\.[a-z_0-9]+)+$", key):
-            raise SweepError(f"{where}: key {key!r}: expected a dotted field like periphery.adc_bits")
+            raise SweepError(
+                f"{where}: key {key!r}: expected a dotted field like periphery.adc_bits"
+            )
         if not isinstance(values, list) or not values:
             raise SweepError(f"{where}.{key}: expected a non-empty list of values")
         checked = [_scalar(v, f"{where}.{key}") for v in values]
@@ -225,7 +239,9 @@ def _parse_grid(raw: Any, where: str) -> list[dict[str, Any]]:
             raise SweepError(f"{where}.{key}: duplicate values in {values}")
         axes.append((key, checked))
     keys = [k for k, _ in axes]
-    return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*(v for _, v in axes))]
+    return [
+        dict(zip(keys, combo, strict=True)) for combo in itertools.product(*(v for _, v in axes))
+    ]
 
 
 def _parse_overrides(raw: Any, source: str) -> tuple[dict[str, Any], ...]:
@@ -238,7 +254,7 @@ def _parse_overrides(raw: Any, source: str) -> tuple[dict[str, Any], ...]:
     seen: set[str] = set()
     for i, grid in enumerate(grids):
         where = f"{source}: overrides" + (f"[{i}]" if isinstance(raw, list) else "")
-        for combo in _parse_grid(grid, where):
+        for combo in parse_override_grid(grid, where):
             text = canonical_json(combo)
             if text not in seen:
                 seen.add(text)
@@ -260,8 +276,10 @@ def parse_sweep(data: Any, source: str = "<sweep>") -> Sweep:
     if not isinstance(name, str) or not NAME_PATTERN.match(name):
         raise SweepError(f"{source}: name: expected [A-Za-z0-9_.-]+, got {name!r}")
     profiles = data["profiles"]
-    if not isinstance(profiles, list) or not profiles or not all(
-        isinstance(p, str) and p for p in profiles
+    if (
+        not isinstance(profiles, list)
+        or not profiles
+        or not all(isinstance(p, str) and p for p in profiles)
     ):
         raise SweepError(f"{source}: profiles: expected a non-empty list of names or paths")
     if len(set(profiles)) != len(profiles):
@@ -269,7 +287,7 @@ def parse_sweep(data: Any, source: str = "<sweep>") -> Sweep:
     times = data["times"]
     if not isinstance(times, list) or not times:
         raise SweepError(f"{source}: times: expected a non-empty list")
-    times_s = tuple(_time(t, f"{source}: times") for t in times)
+    times_s = tuple(parse_time_value(t, f"{source}: times") for t in times)
     if len(set(times_s)) != len(times_s):
         raise SweepError(f"{source}: times: duplicate times in {times}")
     if ("chips" in data) == ("seeds" in data):
@@ -372,11 +390,15 @@ def resolve_models(
         label = entry.label or (
             path.parent.name if entry.checkpoint is not None else payload["recipe"]["name"]
         )
-        resolved.append(ResolvedModel(label, path.resolve(), file_sha256(path), payload["recipe"], model))
+        resolved.append(
+            ResolvedModel(label, path.resolve(), file_sha256(path), payload["recipe"], model)
+        )
     labels = [m.label for m in resolved]
     for label in labels:
         if labels.count(label) > 1:
-            raise SweepError(f"{sweep.source}: models: two models are labelled {label!r}; set 'label'")
+            raise SweepError(
+                f"{sweep.source}: models: two models are labelled {label!r}; set 'label'"
+            )
     return resolved
 
 
@@ -468,13 +490,17 @@ def preflight(cells: Sequence[dict[str, Any]], models: Sequence[ResolvedModel]) 
         if model.sha256 not in checked_models:
             checked_models.add(model.sha256)
             try:
-                family.evaluate(copy.deepcopy(model.model), model.recipe, torch.Generator(), ev["mode"], 1)
+                family.evaluate(
+                    copy.deepcopy(model.model), model.recipe, torch.Generator(), ev["mode"], 1
+                )
             except (ValueError, FileNotFoundError) as exc:
                 raise SweepError(f"model {model.label!r}: cannot be evaluated: {exc}") from None
         pair = (model.sha256, canonical_json(cell["profile"]["resolved"]))
         if pair not in checked_pairs:
             checked_pairs.add(pair)
-            profile = DeviceProfile.from_dict(cell["profile"]["resolved"], cell["profile"]["source"])
+            profile = DeviceProfile.from_dict(
+                cell["profile"]["resolved"], cell["profile"]["source"]
+            )
             try:
                 deploy(copy.deepcopy(model.model), profile, seed=0)
             except ValueError as exc:
@@ -565,7 +591,9 @@ def _cached_model(path: str, sha256: str) -> tuple[nn.Module, dict[str, Any]]:
             return hit
         found = file_sha256(Path(path))
         if found != sha256:
-            raise CheckpointError(f"{path}: content changed since the sweep started (sha256 {found})")
+            raise CheckpointError(
+                f"{path}: content changed since the sweep started (sha256 {found})"
+            )
         model, payload = load_checkpoint(path)
         if len(_MODEL_CACHE) >= _MODEL_CACHE_SIZE:
             _MODEL_CACHE.pop(next(iter(_MODEL_CACHE)))
@@ -608,7 +636,7 @@ def run_cell(cell: dict[str, Any]) -> dict[str, Any]:
 def run_cells(
     cells: Sequence[dict[str, Any]],
     executor: Executor,
-    on_result: Callable[[dict[str, Any], dict[str, Any]], None],
+    on_result: Callable[[dict[str, Any], dict[str, Any]], object],
     desc: str,
     progress: bool = True,
 ) -> None:
@@ -656,8 +684,16 @@ def run_sweep(
     )
     start = time.perf_counter()
     with ResultStore(db_path) as store:
-        run_cells(todo, executor, lambda cell, result: store.add(cell, result), sweep.name, progress)
+        run_cells(
+            todo, executor, lambda cell, result: store.add(cell, result), sweep.name, progress
+        )
     seconds = time.perf_counter() - start
     return SweepSummary(
-        sweep.name, db_path, len(cells), len(cells) - len(todo), len(todo), seconds, executor.description
+        sweep.name,
+        db_path,
+        len(cells),
+        len(cells) - len(todo),
+        len(todo),
+        seconds,
+        executor.description,
     )

@@ -160,7 +160,9 @@ class HILConfig:
 
     def __post_init__(self) -> None:
         if self.steps < 0 or self.batch_size < 1:
-            raise ValueError(f"steps/batch_size: expected >= 0 / >= 1, got {self.steps}/{self.batch_size}")
+            raise ValueError(
+                f"steps/batch_size: expected >= 0 / >= 1, got {self.steps}/{self.batch_size}"
+            )
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"lr: expected a finite value > 0, got {self.lr}")
         if self.optimizer not in ("sgd", "adam"):
@@ -311,7 +313,11 @@ def hil_finetune(
 
 def _pulse_stats(model: nn.Module) -> dict[str, float]:
     pulses = torch.cat(
-        [layer.crossbar.pulses.reshape(-1) for layer in analog_layers(model) if layer.crossbar is not None]
+        [
+            layer.crossbar.pulses.reshape(-1)
+            for layer in analog_layers(model)
+            if layer.crossbar is not None
+        ]
     )
     return {"pulses_mean": float(pulses.double().mean()), "pulses_max": int(pulses.max())}
 
@@ -345,7 +351,12 @@ def correct_and_evaluate(
     family = FAMILIES[recipe["family"]]
     chip = copy.deepcopy(model)
     deploy(chip, prof, seed=chip_seed)
-    result: dict[str, Any] = {"method": method, "profile": prof.name, "t_s": t_s, "chip_seed": chip_seed}
+    result: dict[str, Any] = {
+        "method": method,
+        "profile": prof.name,
+        "t_s": t_s,
+        "chip_seed": chip_seed,
+    }
     if method in ("verify", "hil"):
         result["verify"] = [
             program_and_verify(
@@ -359,7 +370,9 @@ def correct_and_evaluate(
         hil_task = task if task is not None else task_for_recipe(recipe, config.batch_size)
         result["hil"] = hil_finetune(chip, hil_task, config, log).to_dict()
     drift_to(chip, t_s)
-    score = family.evaluate(chip, recipe, torch.Generator().manual_seed(eval_seed), "default", limit)
+    score = family.evaluate(
+        chip, recipe, torch.Generator().manual_seed(eval_seed), "default", limit
+    )
     result["metric"] = family.metric
     result["value"] = score[family.metric]
     result.update(_pulse_stats(chip))

@@ -15,7 +15,9 @@ T = TypeVar("T")
 
 def progress(items: Iterable[T], total: int, desc: str, enabled: bool = True) -> Iterator[T]:
     """A tqdm bar (rate and ETA) over ``items``; silent when ``enabled`` is false."""
-    return iter(tqdm(items, total=total, desc=desc, leave=False, disable=not enabled, mininterval=2))
+    return iter(
+        tqdm(items, total=total, desc=desc, leave=False, disable=not enabled, mininterval=2)
+    )
 
 
 class EpochTimer:

@@ -1,0 +1,190 @@
+"""Coarse-scale LIF layers and networks (Yanguas-Gil 2020) on :class:`AnalogLinear`/``Conv2d``.
+
+A layer is a synapse module (all-to-all :class:`AnalogLinear` or convolutional
+:class:`AnalogConv2d`, no bias, spikes in so no DAC) followed by coarse-scale LIF neurons
+(:func:`pcm_sim.functional.lif.coarse_lif_step`); max-pool layers take the maximum of binary
+spikes (an OR).  The whole input train is known before a layer runs, so every step's synaptic
+input ``x_t = W s^{in}_t`` goes through the crossbar in one call ``(T, B, ...)``.
+
+The same synapses also drive continuous-time LIF neurons
+(:func:`pcm_sim.functional.lif.continuous_lif_step`) on a fine time grid: the transfer of a
+trained coarse network, with each input spike at a uniformly random time of its window.
+
+Readout: the spike counts ``C_k = Σ_t s_k,t`` of the output layer; ties between counts are broken
+by the output layer's mean membrane potential, ``logits = C + 0.04 tanh(mean_t v_t)``
+(the tie-break term lies in ``(-0.04, 0.04)``, so it never overrides a count difference).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from pcm_sim.functional.lif import (
+    CoarseLIFParams,
+    ContinuousLIFParams,
+    ContinuousLIFState,
+    LIFState,
+    coarse_lif_step,
+    continuous_lif_step,
+)
+from pcm_sim.nn.analog import AnalogConv2d, AnalogLinear
+
+__all__ = ["CoarseLIF", "CoarseLIFConvNet", "CoarseLIFMLP", "TIE_BREAK", "spike_count_logits"]
+
+TIE_BREAK = 0.04
+"""Weight of ``tanh(mean membrane potential)`` added to the output spike counts."""
+
+
+def spike_count_logits(spikes: Tensor, potentials: Tensor) -> Tensor:
+    """``(T, B, k)`` output spikes and potentials -> ``(B, k)`` counts with the tie-break term."""
+    return spikes.sum(dim=0) + TIE_BREAK * torch.tanh(potentials.mean(dim=0))
+
+
+def synaptic_drive(synapses: nn.Module, x: Tensor) -> Tensor:
+    """``synapses(x)`` for ``x`` ``(T, B, ...)``; a software convolution runs as ``F.conv2d``.
+
+    The fast path computes exactly what :class:`AnalogConv2d`'s im2col path computes (same kernel,
+    hardware-aware weight sample when enabled), without materialising the patches.
+    """
+    if isinstance(synapses, AnalogConv2d) and not synapses.linear.is_analog:
+        lin = synapses.linear
+        weight = lin._hwa_weight() if lin.training and lin.hwa_generator is not None else lin.weight
+        kernel = weight.reshape(
+            synapses.out_channels, synapses.in_channels, synapses.kernel_size, synapses.kernel_size
+        )
+        lead = x.shape[:-3]
+        images = x.reshape(-1, *x.shape[-3:])  # (T*B, C, H, W)
+        y = F.conv2d(images, kernel, lin.bias, synapses.stride, synapses.padding)
+        return y.reshape(*lead, *y.shape[1:])  # (T, B, out, H', W')
+    out: Tensor = synapses(x)
+    return out
+
+
+class CoarseLIF(nn.Module):
+    """Synapses followed by coarse-scale LIF neurons; optional 2x2 max-pool of the spikes.
+
+    Args:
+        synapses: an :class:`AnalogLinear` or :class:`AnalogConv2d` (``binary_input=True``).
+        tau: membrane time constant in coarse steps; beta: surrogate sharpness.
+        pool: max-pool kernel (1 = none) applied to the spikes.
+    """
+
+    def __init__(self, synapses: nn.Module, tau: float = 2.0, beta: float = 5.0, pool: int = 1):
+        super().__init__()
+        self.synapses = synapses
+        self.params = CoarseLIFParams(tau=tau, beta=beta)
+        self.pool = pool
+
+    def _pool(self, x: Tensor) -> Tensor:
+        if self.pool == 1:
+            return x
+        lead = x.shape[:-3]
+        y = F.max_pool2d(x.reshape(-1, *x.shape[-3:]), self.pool)  # (T*B, C, H/p, W/p)
+        return y.reshape(*lead, *y.shape[1:])
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``x``: ``(T, B, ...)`` spikes -> pooled spikes and (unpooled) potentials ``v_t``."""
+        drive = synaptic_drive(self.synapses, x)  # (T, B, ...): every step in one call
+        state = LIFState(v=torch.zeros_like(drive[0]), s=torch.zeros_like(drive[0]))
+        spikes, potentials = [], []
+        for t in range(drive.shape[0]):
+            s, state = coarse_lif_step(drive[t], state, self.params)
+            spikes.append(s)
+            potentials.append(state.v)
+        return self._pool(torch.stack(spikes)), torch.stack(potentials)
+
+    @torch.no_grad()
+    def forward_continuous(self, x: Tensor, params: ContinuousLIFParams) -> tuple[Tensor, Tensor]:
+        """Continuous-time LIF on the fine grid: ``x`` ``(T*K, B, ...)`` fine-step spikes."""
+        if abs(params.tau - self.params.tau) > 1e-12:
+            raise ValueError(f"tau: the transfer keeps tau = {self.params.tau}, got {params.tau}")
+        charge = synaptic_drive(self.synapses, x)  # (T*K, B, ...): charge of each fine step
+        zeros = torch.zeros_like(charge[0])
+        state = ContinuousLIFState(v=zeros, refractory_s=zeros)
+        spikes, potentials = [], []
+        for k in range(charge.shape[0]):
+            s, state = continuous_lif_step(charge[k], state, params)
+            spikes.append(s)
+            potentials.append(state.v)
+        return self._pool(torch.stack(spikes)), torch.stack(potentials)
+
+
+class _CoarseNet(nn.Module):
+    """A stack of :class:`CoarseLIF` layers with a spike-count readout."""
+
+    blocks: nn.ModuleList
+    flatten_after: int
+
+    def _layers(self, x: Tensor, continuous: ContinuousLIFParams | None) -> tuple[Tensor, Tensor]:
+        v = x
+        for index, block in enumerate(self.blocks):
+            assert isinstance(block, CoarseLIF)
+            if continuous is None:
+                x, v = block(x)
+            else:
+                x, v = block.forward_continuous(x, continuous)
+            if index == self.flatten_after:
+                x = x.flatten(start_dim=2)  # (T, B, features)
+        return x, v
+
+    def forward(self, spikes: Tensor) -> Tensor:
+        """``(T, B, *input_shape)`` input spikes -> ``(B, classes)`` spike-count logits."""
+        return spike_count_logits(*self._layers(spikes, None))
+
+    @torch.no_grad()
+    def forward_continuous(self, fine_spikes: Tensor, params: ContinuousLIFParams) -> Tensor:
+        """Continuous-time transfer: ``(T*K, B, ...)`` fine-step spikes -> ``(B, classes)``."""
+        spikes, potentials = self._layers(fine_spikes, params)
+        return spike_count_logits(spikes, potentials)
+
+
+class CoarseLIFConvNet(_CoarseNet):
+    """LeNet-like coarse-scale LIF network for ``(1, 28, 28)`` images.
+
+    ``conv5x5(1→c1) → LIF → maxpool2 → conv5x5(c1→c2) → LIF → maxpool2 → fc(49 c2→hidden) → LIF
+    → fc(hidden→classes) → LIF``, every convolution padded by 2, no biases.
+    """
+
+    def __init__(
+        self,
+        channels: tuple[int, int] = (16, 32),
+        hidden: int = 256,
+        classes: int = 10,
+        tau: float = 2.0,
+        beta: float = 5.0,
+    ) -> None:
+        super().__init__()
+        c1, c2 = channels
+        self.blocks = nn.ModuleList(
+            [
+                CoarseLIF(AnalogConv2d(1, c1, 5, padding=2, bias=False, binary_input=True), tau, beta, 2),
+                CoarseLIF(AnalogConv2d(c1, c2, 5, padding=2, bias=False, binary_input=True), tau, beta, 2),
+                CoarseLIF(AnalogLinear(49 * c2, hidden, bias=False, binary_input=True), tau, beta),
+                CoarseLIF(AnalogLinear(hidden, classes, bias=False, binary_input=True), tau, beta),
+            ]
+        )
+        self.flatten_after = 1
+
+
+class CoarseLIFMLP(_CoarseNet):
+    """All-to-all coarse-scale LIF network ``sizes[0] → ... → sizes[-1]`` (no biases).
+
+    ``analog_input``: the first layer takes real-valued inputs (an input current through the DAC,
+    e.g. a control state repeated every step) instead of spikes.
+    """
+
+    def __init__(
+        self, sizes: list[int], tau: float = 2.0, beta: float = 5.0, analog_input: bool = False
+    ) -> None:
+        super().__init__()
+        if len(sizes) < 2:
+            raise ValueError(f"sizes: expected at least [in, out], got {sizes}")
+        self.blocks = nn.ModuleList(
+            CoarseLIF(
+                AnalogLinear(a, b, bias=False, binary_input=not (analog_input and i == 0)), tau, beta
+            )
+            for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True))
+        )
+        self.flatten_after = -1

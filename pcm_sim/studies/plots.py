@@ -1,0 +1,305 @@
+"""Figures and CSV export of a sweep database.
+
+* ``drift_<model>.png`` -- metric vs drift time, one panel per profile, one line per override
+  combination: the mean over chips (line) and the min..max range over chips (band).
+* ``robustness_<knob>.png`` -- for every swept override field ("knob"): metric vs the knob's
+  value, one panel per (model, profile), one line per drift time (and per value of the other
+  knobs), mean over chips with +-1 std error bars.  The knob's value is read from each cell's
+  *resolved* profile, so in a union of one-knob grids the shared baseline cell joins every
+  knob's curve; lines with fewer than two knob values are not drawn.
+* ``cells.csv`` (one row per cell) and ``summary.csv`` (mean, std, min, max over chips per
+  model, profile, override combination and time), with one column per knob.
+
+Matplotlib is used through :class:`matplotlib.figure.Figure` (no pyplot state, no display).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+import statistics
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from pcm_sim.studies.store import ResultStore, canonical_json
+
+__all__ = [
+    "export_csv",
+    "load_rows",
+    "plot_database",
+    "plot_drift",
+    "plot_robustness",
+    "time_label",
+]
+
+_UNITS = (("y", 31_536_000.0), ("mo", 2_592_000.0), ("d", 86_400.0), ("h", 3600.0), ("min", 60.0))
+
+
+def time_label(t_s: float) -> str:
+    """``86400 -> "1 d"``, ``90 -> "1.5 min"``, ``2 -> "2 s"``."""
+    for unit, seconds in _UNITS:
+        if t_s >= seconds:
+            return f"{t_s / seconds:.3g} {unit}"
+    return f"{t_s:.3g} s"
+
+
+def load_rows(db: str | Path) -> list[dict[str, Any]]:
+    """Every cell of a sweep database (read-only); raises if the database holds none."""
+    with ResultStore(db, readonly=True) as store:
+        rows = list(store.rows())
+    if not rows:
+        raise ValueError(f"{db}: the sweep database holds no finished cells yet")
+    return rows
+
+
+def _resolved(row: dict[str, Any], dotted: str) -> Any:
+    node: Any = row["config"]["profile"]["resolved"]
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def _knobs(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Override fields that take more than one resolved value across the rows."""
+    keys = sorted({k for row in rows for k in row["overrides"]})
+    return [k for k in keys if len({canonical_json(_resolved(r, k)) for r in rows}) > 1]
+
+
+def _stats(values: Sequence[float]) -> dict[str, float]:
+    return {
+        "chips": len(values),
+        "mean": statistics.fmean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "min": min(values),
+        "max": max(values),
+    }
+
+
+def _combo_label(overrides: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in overrides.items()) or "as profiled"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
+
+
+def _panels(n: int) -> tuple[Figure, list[Axes]]:
+    cols = min(n, 3)
+    rows = math.ceil(n / cols)
+    fig = Figure(figsize=(5.2 * cols, 3.9 * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for extra in axes.flat[n:]:
+        extra.set_visible(False)
+    return fig, list(axes.flat[:n])
+
+
+def _time_axis(ax: Axes, times: Sequence[float]) -> None:
+    positive = [t for t in times if t > 0]
+    if positive and len(positive) < len(times):
+        ax.set_xscale("symlog", linthresh=min(positive))
+    elif positive:
+        ax.set_xscale("log")
+    ax.set_xticks(sorted(times), [time_label(t) if t else "0" for t in sorted(times)])
+    ax.minorticks_off()
+    ax.set_xlabel("time after programming")
+
+
+def plot_drift(rows: Sequence[dict[str, Any]], out_dir: Path) -> list[Path]:
+    """One ``drift_<model>.png`` per model (see the module docstring)."""
+    paths = []
+    for model in sorted({r["model"] for r in rows}):
+        mine = [r for r in rows if r["model"] == model]
+        profiles = sorted({r["profile"] for r in mine})
+        fig, axes = _panels(len(profiles))
+        for ax, profile in zip(axes, profiles, strict=True):
+            groups: dict[str, dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
+            labels: dict[str, str] = {}
+            for r in mine:
+                if r["profile"] == profile:
+                    combo = canonical_json(r["overrides"])
+                    groups[combo][r["t_s"]].append(r["value"])
+                    labels[combo] = _combo_label(r["overrides"])
+            for combo, by_time in groups.items():
+                times = sorted(by_time)
+                stats = [_stats(by_time[t]) for t in times]
+                (line,) = ax.plot(
+                    times, [s["mean"] for s in stats], marker="o", label=labels[combo]
+                )
+                ax.fill_between(
+                    times,
+                    [s["min"] for s in stats],
+                    [s["max"] for s in stats],
+                    color=line.get_color(),
+                    alpha=0.2,
+                    linewidth=0,
+                )
+            _time_axis(ax, sorted({r["t_s"] for r in mine}))
+            chips = max(len(v) for by_time in groups.values() for v in by_time.values())
+            ax.set_title(f"{profile} ({chips} chips)")
+            ax.set_ylabel(
+                f"{mine[0]['metric']} (line: mean, band: min..max over chips)", fontsize=8
+            )
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+        fig.suptitle(f"{model}: {mine[0]['metric']} vs drift time")
+        path = out_dir / f"drift_{_slug(model)}.png"
+        fig.savefig(path, dpi=120)
+        paths.append(path)
+    return paths
+
+
+def plot_robustness(rows: Sequence[dict[str, Any]], out_dir: Path) -> list[Path]:
+    """One ``robustness_<knob>.png`` per swept knob (see the module docstring)."""
+    knobs = _knobs(rows)
+    paths = []
+    for knob in knobs:
+        others = [k for k in knobs if k != knob]
+        pairs = sorted({(r["model"], r["profile"]) for r in rows})
+        drawn: list[tuple[Axes, str, str]] = []
+        fig, axes = _panels(len(pairs))
+        for ax, (model, profile) in zip(axes, pairs, strict=True):
+            lines: dict[tuple[float, str], dict[str, list[float]]] = defaultdict(
+                lambda: defaultdict(list)
+            )
+            values: dict[str, Any] = {}
+            for r in rows:
+                if (r["model"], r["profile"]) != (model, profile):
+                    continue
+                rest = ", ".join(f"{k}={_resolved(r, k)}" for k in others)
+                x = _resolved(r, knob)
+                values[canonical_json(x)] = x
+                lines[(r["t_s"], rest)][canonical_json(x)].append(r["value"])
+            numeric = all(
+                isinstance(v, int | float) and not isinstance(v, bool) for v in values.values()
+            )
+            order = sorted(values, key=lambda k: values[k] if numeric else str(values[k]))
+            position = {k: (values[k] if numeric else i) for i, k in enumerate(order)}
+            for (t_s, rest), by_x in sorted(lines.items()):
+                if len(by_x) < 2:
+                    continue
+                xs = sorted(by_x, key=lambda k: position[k])
+                stats = [_stats(by_x[k]) for k in xs]
+                label = time_label(t_s) + (f"; {rest}" if rest else "")
+                ax.errorbar(
+                    [position[k] for k in xs],
+                    [s["mean"] for s in stats],
+                    yerr=[s["std"] for s in stats],
+                    marker="o",
+                    capsize=3,
+                    label=label,
+                )
+            if not numeric:
+                ax.set_xticks([position[k] for k in order], [str(values[k]) for k in order])
+            ax.set_xlabel(knob)
+            metric = next(r["metric"] for r in rows if r["model"] == model)
+            ax.set_ylabel(f"{metric} (mean +- std over chips)", fontsize=8)
+            ax.set_title(f"{model} on {profile}", fontsize=10)
+            ax.grid(alpha=0.3)
+            if ax.lines:
+                ax.legend(fontsize=7, title="drift time", title_fontsize=7)
+                drawn.append((ax, model, profile))
+        if not drawn:
+            continue
+        fig.suptitle(f"robustness to {knob}")
+        path = out_dir / f"robustness_{_slug(knob)}.png"
+        fig.savefig(path, dpi=120)
+        paths.append(path)
+    return paths
+
+
+def export_csv(rows: Sequence[dict[str, Any]], out_dir: Path) -> list[Path]:
+    """``cells.csv`` and ``summary.csv`` (see the module docstring)."""
+    knobs = _knobs(rows)
+    cells_path = out_dir / "cells.csv"
+    with cells_path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(
+            [
+                "key",
+                "sweep",
+                "model",
+                "profile",
+                "overrides",
+                *knobs,
+                "t_s",
+                "seed",
+                "metric",
+                "value",
+                "seconds",
+                "worker",
+                "finished_utc",
+            ]
+        )
+        for r in rows:
+            writer.writerow(
+                [
+                    r["key"],
+                    r["sweep"],
+                    r["model"],
+                    r["profile"],
+                    json.dumps(r["overrides"]),
+                    *(_resolved(r, k) for k in knobs),
+                    r["t_s"],
+                    r["seed"],
+                    r["metric"],
+                    r["value"],
+                    f"{r['result']['seconds']:.3f}",
+                    r["result"]["worker"],
+                    r["finished_utc"],
+                ]
+            )
+    groups: dict[tuple[str, str, str, float], list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        groups[(r["model"], r["profile"], canonical_json(r["overrides"]), r["t_s"])].append(r)
+    summary_path = out_dir / "summary.csv"
+    with summary_path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(
+            [
+                "model",
+                "profile",
+                "overrides",
+                *knobs,
+                "t_s",
+                "metric",
+                "chips",
+                "mean",
+                "std",
+                "min",
+                "max",
+            ]
+        )
+        for (model, profile, overrides, t_s), members in sorted(groups.items()):
+            s = _stats([m["value"] for m in members])
+            first = members[0]
+            writer.writerow(
+                [
+                    model,
+                    profile,
+                    overrides,
+                    *(_resolved(first, k) for k in knobs),
+                    t_s,
+                    first["metric"],
+                    s["chips"],
+                    f"{s['mean']:.6f}",
+                    f"{s['std']:.6f}",
+                    f"{s['min']:.6f}",
+                    f"{s['max']:.6f}",
+                ]
+            )
+    return [cells_path, summary_path]
+
+
+def plot_database(db: str | Path, out_dir: str | Path) -> list[Path]:
+    """All figures and CSV files of a sweep database into ``out_dir``; returns their paths."""
+    rows = load_rows(db)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    return plot_drift(rows, out) + plot_robustness(rows, out) + export_csv(rows, out)

@@ -49,6 +49,7 @@ class Family(Protocol):
 
 
 def _registry() -> dict[str, Family]:
+    from pcm_sim.families.cartpole import CartPoleFamily
     from pcm_sim.families.coarse_lif import CoarseLIFFashionFamily
     from pcm_sim.families.dsn import DSNFashionFamily
     from pcm_sim.families.lstm import LSTMChoralesFamily
@@ -61,6 +62,7 @@ def _registry() -> dict[str, Family]:
         "lstm_chorales": LSTMChoralesFamily(),
         "dsn_fmnist": DSNFashionFamily(),
         "coarse_lif_fmnist": CoarseLIFFashionFamily(),
+        "coarse_lif_cartpole": CartPoleFamily(),
         "phasor_fmnist": PhasorFashionFamily(),
     }
 

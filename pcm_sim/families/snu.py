@@ -38,7 +38,7 @@ class SNUClassifier(nn.Module):
             SNULayer(
                 a, b, soft=False, decay=decay, threshold_init=threshold_init, binary_input=True
             )
-            for a, b in itertools.pairwise(sizes)
+            for a, b in itertools.pairwise(sizes[:-1])
         ]
         layers.append(
             SNULayer(
@@ -125,7 +125,7 @@ class SNUFashionFamily:
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                total_loss += float(loss) * len(idx)
+                total_loss += float(loss.detach()) * len(idx)
                 correct += int((logits.argmax(-1) == labels[idx]).sum())
             sched.step()
             row = {
@@ -191,7 +191,7 @@ def fit_sequence_model(
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             opt.step()
             n = float(b.mask.sum())
-            total, frames = total + float(loss) * n, frames + n
+            total, frames = total + float(loss.detach()) * n, frames + n
         history.append({"epoch": float(epoch), "train_nll": total / frames})
         timer.report(epoch, train_nll=total / frames)
     enable_hwa(model, None, seed=0)
@@ -207,6 +207,8 @@ def evaluate_sequence_model(
     seqs = _chorale_data(recipe)[split]
     if limit:
         seqs = seqs[:limit]
+    if not seqs:
+        raise ValueError(f"chorales: the {split} split is empty (expected at least one piece)")
     total, frames = 0.0, 0.0
     for b in batch_sequences(seqs, 32, None):
         n = float(b.mask.sum())

@@ -558,7 +558,9 @@ def _plot(report: dict[str, Any], path: Path) -> None:
     ax, ex = fig.subplots(1, 2)
     labels = [p["label"] for p in report["per_time"]]
     positions = list(range(1, len(labels) + 1))
-    ax.boxplot([p["values"] for p in report["per_time"]], positions=positions, widths=0.5)
+    ax.boxplot(
+        [p["values"] for p in report["per_time"]], positions=positions, widths=0.5, showfliers=False
+    )
     for x, p in zip(positions, report["per_time"], strict=True):
         jitter = np.linspace(-0.12, 0.12, len(p["values"])) if len(p["values"]) > 1 else [0.0]
         ax.scatter(x + np.asarray(jitter), p["values"], s=10, alpha=0.6, color="tab:blue")

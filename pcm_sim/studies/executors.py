@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any, Protocol
@@ -44,11 +46,26 @@ class Executor(Protocol):
         ...
 
 
-def _init_worker() -> None:
-    """Pool-process initializer: one torch thread per worker process."""
+PARENT_POLL_S = 1.0
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """Exit this worker once its parent is gone (e.g. the sweep was killed with SIGKILL)."""
+    while os.getppid() == parent_pid:
+        time.sleep(PARENT_POLL_S)
+    os._exit(1)
+
+
+def _init_worker(parent_pid: int) -> None:
+    """Pool-process initializer: one torch thread; no orphan outliving a killed sweep.
+
+    A worker blocked on the task queue would never see the queue close (every worker holds its
+    write end), so a daemon thread polls the parent's pid every ``PARENT_POLL_S`` seconds.
+    """
     import torch
 
     torch.set_num_threads(1)
+    threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
 
 
 class LocalPool:
@@ -63,6 +80,7 @@ class LocalPool:
             max_workers=workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_worker,
+            initargs=(os.getpid(),),
         )
 
     def imap_unordered(

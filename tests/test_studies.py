@@ -84,7 +84,7 @@ def dask_address() -> Iterator[str]:
 
 def cell_rows(db: Path) -> dict[str, tuple[Any, ...]]:
     """key -> (value, scores, config) of every stored cell."""
-    with ResultStore(db, readonly=True) as store:
+    with ResultStore(db, create=False) as store:
         return {r["key"]: (r["value"], r["result"]["scores"], r["config"]) for r in store.rows()}
 
 
@@ -210,10 +210,11 @@ def test_sigkill_midway_then_rerun_keeps_every_finished_cell(
                         continue
                 before = {k: (v, f) for k, v, f in rows}
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the sweep and its worker process
+        proc.send_signal(signal.SIGKILL)  # the sweep's driver process, midway
         proc.communicate()
     assert proc.returncode == -signal.SIGKILL
-    with ResultStore(db, readonly=True) as store:
+    assert _group_exits(proc.pid, timeout_s=10.0), "a worker outlived the killed sweep"
+    with ResultStore(db, create=False) as store:
         after_kill = {r["key"]: (r["value"], r["finished_utc"]) for r in store.rows()}
     assert 2 <= len(after_kill) < 12, "the kill must land midway"
     assert all(after_kill[k] == v for k, v in before.items())
@@ -224,9 +225,22 @@ def test_sigkill_midway_then_rerun_keeps_every_finished_cell(
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
         total, distinct = conn.execute("SELECT COUNT(*), COUNT(DISTINCT key) FROM cells").fetchone()
     assert total == distinct == 12
-    with ResultStore(db, readonly=True) as store:
+    with ResultStore(db, create=False) as store:
         final = {r["key"]: (r["value"], r["finished_utc"]) for r in store.rows()}
     assert all(final[k] == v for k, v in after_kill.items())  # finished cells kept untouched
+
+
+def _group_exits(pgid: int, timeout_s: float) -> bool:
+    """Wait until no process of group ``pgid`` is left; SIGKILL the rest if some remain."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    os.killpg(pgid, signal.SIGKILL)
+    return False
 
 
 def test_plot_writes_figures_and_csv(workdir: Path, checkpoint: Path, dask_address: str) -> None:

@@ -20,7 +20,7 @@ from torch import Tensor
 
 __all__ = ["NoiseBank"]
 
-REFRESH_DIVISOR = 8
+REFRESH_DIVISOR = 32
 BANK_FACTOR = 4
 MIN_BANK = 2**20
 

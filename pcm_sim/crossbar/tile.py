@@ -178,24 +178,43 @@ class CrossbarArray:
         u = flat.reshape(n_samples, self.n_row_tiles, self.rows).transpose(0, 1)  # (T, N, rows)
         per = self.profile.periphery
         needs_periphery = bool(per.dac_bits or per.output_range or per.output_noise)
-        scale: Tensor | None = None
+        # Integer-domain periphery: the rows are driven with u, x ~ u * full_scale / k, where
+        # k = DAC levels (or 1); normalized outputs are y_u / k (see periphery.dac / adc).
+        full_scale: Tensor | float = 1.0
+        k = 1.0
         if needs_periphery and not binary_input:
-            scale = periphery.input_scale(u, per)  # (T, N, 1) or ()
-            u = periphery.dac(u / scale, per)
+            levels = periphery.converter_levels(per.dac_bits) if per.dac_bits else 0
+            k = float(levels) if levels else 1.0
+            if per.input_policy == "scale":
+                full_scale = periphery.input_scale(u, per)  # (T, N, 1): max |x| per row tile
+                u = u * (k / full_scale)  # |u| <= k: no clipping needed
+            else:
+                full_scale = per.input_range
+                u = (u * (k / full_scale)).clamp_(-k, k)
+            if levels:
+                u = u.round_()
         w = self.w_tiles
         per_sample = self.profile.read_noise.per_sample
         if self.has_read_noise and not per_sample:
             z = self._normals(w.shape)
             w = torch.addcmul(w, self.sigma_tiles, z)  # (T, rows, out): one fresh read
-        y = torch.matmul(u, w)  # (T, N, out)
+        y = torch.matmul(u, w)  # (T, N, out), in units of 1/k of full scale
         if self.has_read_noise and per_sample:
             std = torch.matmul(u.square(), self.var_tiles).sqrt_()  # (T, N, out)
             y.addcmul_(std, self._normals(y.shape))
         if per.output_noise:
-            y.add_(self._normals(y.shape), alpha=per.output_noise)
-        y = periphery.adc(y, per)
-        if scale is not None:
-            y = y * scale
+            y.add_(self._normals(y.shape), alpha=per.output_noise * k)
+        unit = 1.0 / k  # normalized output per unit of y
+        if per.output_range:
+            if per.adc_bits:
+                adc_levels = periphery.converter_levels(per.adc_bits)
+                step = per.output_range / adc_levels
+                y.mul_(1.0 / (step * k)).round_().clamp_(-adc_levels, adc_levels)
+                unit = step
+            else:
+                y.mul_(1.0 / k).clamp_(-per.output_range, per.output_range)
+                unit = 1.0
+        y = y * (full_scale * unit) if needs_periphery else y
         out = y.sum(dim=0) if self.n_row_tiles > 1 else y[0]  # (N, out)
         gain = self.w_max * self.alpha if apply_compensation else self.w_max
         return (out * gain).reshape(*lead, self.out_features)

@@ -52,7 +52,7 @@ def time_label(t_s: float) -> str:
 
 def load_rows(db: str | Path) -> list[dict[str, Any]]:
     """Every cell of a sweep database (read-only); raises if the database holds none."""
-    with ResultStore(db, readonly=True) as store:
+    with ResultStore(db, create=False) as store:
         rows = list(store.rows())
     if not rows:
         raise ValueError(f"{db}: the sweep database holds no finished cells yet")

@@ -104,14 +104,16 @@ class ResultStore:
     """A sweep's result database; use as a context manager.
 
     Args:
-        path: the SQLite file.  A missing (or empty) file is created unless ``readonly``.
-        readonly: open for reading only (``plot``); never creates or modifies the file.
+        path: the SQLite file.  A missing (or empty) file is created if ``create``.
+        create: create a missing database (``sweep``); otherwise (``plot``) a missing file is an
+            error.  An existing file is opened read-write and written only by :meth:`add`, so
+            SQLite can roll back a transaction interrupted by a kill (a hot journal) on open.
     """
 
-    def __init__(self, path: str | Path, readonly: bool = False) -> None:
+    def __init__(self, path: str | Path, create: bool = True) -> None:
         self.path = Path(path)
         exists = self.path.exists() and self.path.stat().st_size > 0
-        if readonly and not exists:
+        if not create and not exists:
             raise FileNotFoundError(f"{self.path}: no such sweep database")
         if exists:
             _check_file(self.path)
@@ -119,15 +121,14 @@ class ResultStore:
             raise StoreError(f"{self.path}: not a regular file")
         if not exists:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        uri = f"file:{self.path.resolve()}?mode={'ro' if readonly else 'rwc'}"
+        uri = f"{self.path.resolve().as_uri()}?mode={'rw' if exists else 'rwc'}"
         try:
             self.conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30.0)
             if exists:
                 self._check_schema()
             else:
                 self._create()
-            if not readonly:
-                self.conn.execute("PRAGMA synchronous=FULL")
+            self.conn.execute("PRAGMA synchronous=FULL")
         except sqlite3.DatabaseError as exc:
             self._close_quietly()
             raise StoreError(

@@ -672,7 +672,7 @@ def run_sweep(
     db_path = Path(db_path)
     done: set[str] = set()
     if db_path.exists() and db_path.stat().st_size > 0:
-        with ResultStore(db_path, readonly=True) as existing:  # refuses a foreign/corrupt file
+        with ResultStore(db_path, create=False) as existing:  # refuses a foreign/corrupt file
             done = existing.finished_keys()
     models = resolve_models(sweep, db_path.parent / f"{db_path.stem}.models", log)
     cells = expand_cells(sweep, models)

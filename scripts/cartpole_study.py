@@ -51,7 +51,12 @@ results: dict[str, Any] = {
 }
 for profile in args.profiles:
     result = evaluate_on_chips(
-        model, recipe, profile, list(DEFAULT_TIMES), args.chips, limit=args.episodes,
+        model,
+        recipe,
+        profile,
+        list(DEFAULT_TIMES),
+        args.chips,
+        limit=args.episodes,
         log=lambda line: print(line, flush=True),
     )
     results["pcm"][profile] = result

@@ -233,7 +233,7 @@ for _ in range(args.hil_epochs):
         hil.accumulate_gradients(trace, labels[idx])  # transposed reads on the same crossbars
         opt_hil.step()
 hil_s = time.perf_counter() - t0
-for layer in hil.layers:
+for layer in hil.synapses():
     layer.to_software()
 results["hardware_in_the_loop"] = {
     "epochs": args.hil_epochs,

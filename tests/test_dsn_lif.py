@@ -1,4 +1,4 @@
-"""Herding quantizer, deep spiking network, coarse-scale and continuous-time LIF, CartPole policy."""
+"""Herding quantizer, deep spiking network, coarse-scale and continuous-time LIF, CartPole."""
 
 from __future__ import annotations
 
@@ -80,7 +80,8 @@ def test_dsn_short_run_differs_from_limit(gen: torch.Generator) -> None:
     mlp = ReLUMLP([6, 5, 4, 3])
     mlp.load_state_dict(dsn.state_dict())
     x = torch.rand(64, 6, generator=gen)
-    assert float((dsn(x) - mlp(x)).abs().max()) > 1e-2
+    with torch.no_grad():
+        assert float((dsn(x) - mlp(x)).abs().max()) > 1e-2
 
 
 def test_dsn_spike_counts_are_integers(gen: torch.Generator) -> None:
@@ -125,7 +126,7 @@ def test_dsn_on_chip_reads_both_ways(gen: torch.Generator) -> None:
     y = torch.tensor([0, 1, 2, 1, 0])
     soft = dsn.spike_gradients(dsn.run(x), y)
     deploy(dsn, "ideal", seed=0)
-    assert all(layer.crossbar is not None for layer in dsn.layers)
+    assert all(layer.crossbar is not None for layer in dsn.synapses())
     chip = dsn.spike_gradients(dsn.run(x), y)
     for (gw_s, gb_s), (gw_c, gb_c) in zip(soft, chip, strict=True):
         assert torch.allclose(gw_s, gw_c, atol=1e-5) and torch.allclose(gb_s, gb_c, atol=1e-5)
@@ -224,8 +225,8 @@ def test_coarse_conv_net_trains_and_transfers(gen: torch.Generator) -> None:
     spikes = (torch.rand(4, 3, 1, 28, 28, generator=gen) < 0.3).float()
     logits = net(spikes)
     assert logits.shape == (3, 10)
-    counts = logits.round()
-    assert float((logits - counts).abs().max()) < 0.05  # spike counts plus the tie-break term
+    gap = (logits - logits.round()).abs().max()
+    assert float(gap.detach()) < 0.05  # spike counts plus the tie-break term
     logits.sum().backward()
     grads = [p.grad for p in net.parameters()]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)

@@ -6,8 +6,9 @@ Drawing ``in x out`` normals per MVM costs more than the matmul itself for small
 ``bank[o : o + n]`` at an offset ``o`` uniform in ``[0, M - n]`` drawn from the generator, and
 before every draw ``ceil(n / REFRESH_DIVISOR)`` bank entries at a rotating pointer are redrawn,
 so the whole bank (``M = max(BANK_FACTOR * n, MIN_BANK)``) is renewed continually.  Within a
-draw the values are exactly i.i.d. N(0, 1); two draws share a value at the same position only when their offsets coincide (probability
-``1 / (M - n + 1)``), so a device's successive reads are independent up to such coincidences.
+draw the values are exactly i.i.d. N(0, 1); two draws share a value at the same position only
+when their offsets coincide (probability ``1 / (M - n + 1)``), so a device's successive reads
+are independent up to such coincidences.
 ``sampling: exact`` in the profile bypasses the bank and calls ``randn`` on every read.
 """
 
@@ -55,5 +56,5 @@ class NoiseBank:
             self.bank[start:stop].normal_(generator=self.generator)
             self.pointer = stop % self.bank.numel()
         span = self.bank.numel() - n
-        offset = int(torch.randint(0, span + 1, (1,), generator=self.generator))
+        offset = int(torch.randint(0, span + 1, (1,), generator=self.generator, device=self.device))
         return self.bank[offset : offset + n].view(shape)

@@ -71,7 +71,7 @@ def expert_action(states: np.ndarray, gain: np.ndarray) -> np.ndarray:
 
 
 def encode_state(states: Tensor, scale: Tensor, steps: int) -> Tensor:
-    """``(B, 4)`` states -> input current ``(T, B, 9)``: ``[relu(s/σ), relu(-s/σ), 1]`` each step."""
+    """``(B, 4)`` states -> input current ``(T, B, 9)``, ``[relu(s/σ), relu(-s/σ), 1]`` per step."""
     z = states / scale  # (B, 4)
     u = torch.cat([torch.relu(z), torch.relu(-z), torch.ones_like(z[:, :1])], dim=-1)  # (B, 9)
     return u.unsqueeze(0).expand(steps, *u.shape)
@@ -165,7 +165,8 @@ class CartPoleFamily:
         self, model: nn.Module, recipe: dict[str, Any], generator: torch.Generator, log: ProgressFn
     ) -> list[dict[str, float]]:
         tr, data = recipe["training"], recipe["data"]
-        gain = lqr_gain(tuple(data.get("lqr_q", (1.0, 1.0, 10.0, 1.0))))  # type: ignore[arg-type]
+        q0, q1, q2, q3 = (float(q) for q in data.get("lqr_q", (1.0, 1.0, 10.0, 1.0)))
+        gain = lqr_gain((q0, q1, q2, q3))
         steps, scale = int(data["steps"]), self._scale(recipe)
         box = torch.tensor(data["train_box"], dtype=torch.float32)
         n_box = int(tr["box_samples"])
@@ -174,7 +175,12 @@ class CartPoleFamily:
         opt = torch.optim.Adam(model.parameters(), lr=float(tr["lr"]))
         hwa = tr.get("hwa_profile")
         if hwa:
-            enable_hwa(model, hwa, seed=int(tr.get("seed", 0)) + 101, t_s=float(tr.get("hwa_t_s", 86_400.0)))
+            enable_hwa(
+                model,
+                hwa,
+                seed=int(tr.get("seed", 0)) + 101,
+                t_s=float(tr.get("hwa_t_s", 86_400.0)),
+            )
         history = []
         episodes = int(tr["episodes_per_iteration"])
         for iteration in range(int(tr["dagger_iterations"])):
@@ -197,7 +203,9 @@ class CartPoleFamily:
                 f"(expert share {beta:.2f})  dataset {len(states)}"
             )
         loss = self._train_policy(model, opt, states, labels, recipe, generator)
-        history.append({"iteration": float(len(history) + 1), "loss": loss, "dataset": float(len(states))})
+        history.append(
+            {"iteration": float(len(history) + 1), "loss": loss, "dataset": float(len(states))}
+        )
         enable_hwa(model, None, seed=0)
         return history
 

@@ -83,7 +83,9 @@ class CoarseLIFFashionFamily:
             model.train()
             order = torch.randperm(len(images), generator=generator)
             total_loss, correct = 0.0, 0
-            for i in progress(range(n_batches), n_batches, f"epoch {epoch}", tr.get("progress", True)):
+            for i in progress(
+                range(n_batches), n_batches, f"epoch {epoch}", tr.get("progress", True)
+            ):
                 idx = order[i * batch : (i + 1) * batch]
                 logits = model(image_spikes(images[idx], steps, generator))
                 loss = nn.functional.cross_entropy(scale * logits, labels[idx])

@@ -3,7 +3,8 @@
 A ``784-200-200-10`` :class:`~pcm_sim.nn.dsn.DeepSpikingNetwork`: herded input spikes, spiking
 forward pass over ``steps`` time steps, error spikes back through ``W^T`` and spike-count
 outer-product updates (applied with Adam; cosine learning-rate schedule).  No autograd is
-involved in training: the gradients are the spike counts of :meth:`DeepSpikingNetwork.spike_gradients`.
+involved in training: the gradients are the spike counts of
+:meth:`DeepSpikingNetwork.spike_gradients`.
 On a chip the forward reads and the transposed backward reads both go through the crossbars.
 """
 
@@ -103,7 +104,9 @@ class DSNFashionFamily:
     ) -> dict[str, float]:
         """Accuracy of the spiking forward pass (herding is deterministic: ``generator`` unused)."""
         if mode != "default":
-            raise ValueError(f"mode: the deep spiking network has one mode ('default'), got {mode!r}")
+            raise ValueError(
+                f"mode: the deep spiking network has one mode ('default'), got {mode!r}"
+            )
         model.eval()
         images, labels = self._data(recipe, "test")
         if limit:

@@ -69,7 +69,11 @@ class PhasorNet(nn.Module):
         channels, height = IMAGE_SHAPE[0], IMAGE_SHAPE[1]
         blocks: list[nn.Module] = []
         for spec in conv:
-            k, pad, pool = int(spec["kernel"]), int(spec.get("padding", 0)), int(spec.get("pool", 1))
+            k, pad, pool = (
+                int(spec["kernel"]),
+                int(spec.get("padding", 0)),
+                int(spec.get("pool", 1)),
+            )
             blocks.append(
                 PhasorConv2d(channels, int(spec["channels"]), k, 1, pad, pool, generator=generator)
             )
@@ -97,7 +101,7 @@ class PhasorNet(nn.Module):
 
     @torch.no_grad()
     def spiking(self, images: Tensor, params: ResonateFireParams, cycles: int) -> Tensor:
-        """Spiking execution: ``(B, 784)`` -> output phases per complete cycle ``(c, B, classes)``."""
+        """Spiking execution: ``(B, 784)`` -> output phases of each complete cycle ``(c, B, K)``."""
         train = SpikeTrain(encode_phases(self.encode(images), cycles, params), 0.0)
         for block in self.blocks:
             if isinstance(block, PhasorLinear) and train.spikes.dim() > 3:
@@ -129,7 +133,10 @@ class PhasorFashionFamily:
         m = recipe["model"]
         generator = torch.Generator().manual_seed(int(recipe["training"].get("seed", 0)))
         return PhasorNet(
-            list(m.get("conv", [])), [int(h) for h in m.get("hidden", [])], int(m["classes"]), generator
+            list(m.get("conv", [])),
+            [int(h) for h in m.get("hidden", [])],
+            int(m["classes"]),
+            generator,
         )
 
     def _data(self, recipe: dict[str, Any], split: str) -> tuple[Tensor, Tensor]:
@@ -150,14 +157,16 @@ class PhasorFashionFamily:
         if tr.get("hwa_profile"):
             t_s = float(tr.get("hwa_t_s", 86_400.0))
             enable_hwa(model, tr["hwa_profile"], seed=int(tr.get("seed", 0)) + 101, t_s=t_s)
-            log(f"hardware-aware training: weights sampled from {tr['hwa_profile']} at t = {t_s:g} s")
+            log(f"hardware-aware training: weights drawn from {tr['hwa_profile']} at t = {t_s:g} s")
         timer, history = EpochTimer(epochs, log), []
         n_batches = math.ceil(len(images) / batch)
         for epoch in range(1, epochs + 1):
             model.train()
             order = torch.randperm(len(images), generator=generator)
             total_loss, correct = 0.0, 0
-            for i in progress(range(n_batches), n_batches, f"epoch {epoch}", tr.get("progress", True)):
+            for i in progress(
+                range(n_batches), n_batches, f"epoch {epoch}", tr.get("progress", True)
+            ):
                 idx = order[i * batch : (i + 1) * batch]
                 yhat = model(images[idx])
                 loss = phasor_loss(yhat, target_phases(labels[idx], classes))
@@ -167,7 +176,11 @@ class PhasorFashionFamily:
                 total_loss += float(loss.detach()) * len(idx)
                 correct += int((predict_classes(yhat.detach()) == labels[idx]).sum())
             sched.step()
-            row = {"epoch": float(epoch), "loss": total_loss / len(images), "train_accuracy": correct / len(images)}
+            row = {
+                "epoch": float(epoch),
+                "loss": total_loss / len(images),
+                "train_accuracy": correct / len(images),
+            }
             history.append(row)
             timer.report(epoch, loss=row["loss"], train_accuracy=row["train_accuracy"])
         enable_hwa(model, None, seed=0)
@@ -192,7 +205,12 @@ class PhasorFashionFamily:
             images, labels = images[:limit], labels[:limit]
         if mode != "spiking":
             correct = sum(
-                int((predict_classes(model(images[s : s + EVAL_BATCH])) == labels[s : s + EVAL_BATCH]).sum())
+                int(
+                    (
+                        predict_classes(model(images[s : s + EVAL_BATCH]))
+                        == labels[s : s + EVAL_BATCH]
+                    ).sum()
+                )
                 for s in range(0, len(images), EVAL_BATCH)
             )
             return {"accuracy": correct / len(images)}

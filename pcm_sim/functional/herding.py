@@ -29,7 +29,7 @@ __all__ = ["HerdingState", "herd_sequence", "herding_step", "spike_count_quantiz
 
 @dataclass(frozen=True)
 class HerdingState:
-    """``phi``: the quantizer's residual (integrated input minus emitted spikes), ``(..., units)``."""
+    """``phi``: the residual (integrated input minus emitted spikes), ``(..., units)``."""
 
     phi: Tensor
 
@@ -50,7 +50,7 @@ def herding_step(increment: Tensor, state: HerdingState) -> tuple[Tensor, Herdin
 
 
 def herd_sequence(increments: Tensor) -> tuple[Tensor, HerdingState]:
-    """Quantize a whole sequence ``(T, ..., units)`` from ``phi = 0``; returns spikes and final state."""
+    """Quantize a sequence ``(T, ..., units)`` from ``phi = 0``; returns spikes and final state."""
     state = HerdingState(phi=torch.zeros_like(increments[0]))
     spikes = []
     for t in range(increments.shape[0]):

@@ -60,9 +60,7 @@ class _HeavisideSigmoid(torch.autograd.Function):
         return (u >= 0).to(u.dtype)
 
     @staticmethod
-    def backward(
-        ctx: torch.autograd.function.FunctionCtx, grad: Tensor
-    ) -> tuple[Tensor, None]:
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> tuple[Tensor, None]:
         (u,) = ctx.saved_tensors  # type: ignore[attr-defined]
         beta: float = ctx.beta  # type: ignore[attr-defined]
         sig = torch.sigmoid(beta * u)
@@ -71,7 +69,7 @@ class _HeavisideSigmoid(torch.autograd.Function):
 
 def heaviside_sigmoid(u: Tensor, beta: float = 5.0) -> Tensor:
     """Step ``H(u)`` with the derivative of ``σ(beta u)`` as surrogate gradient."""
-    out: Tensor = _HeavisideSigmoid.apply(u, beta)  # type: ignore[no-untyped-call]
+    out: Tensor = _HeavisideSigmoid.apply(u, beta)
     return out
 
 
@@ -106,7 +104,7 @@ class CoarseLIFParams:
 
 @dataclass(frozen=True)
 class LIFState:
-    """Coarse-scale state: ``v`` membrane potential (not reset within its step), ``s`` last spike."""
+    """Coarse-scale state: ``v`` potential (not reset within its step), ``s`` last spike."""
 
     v: Tensor
     s: Tensor
@@ -166,7 +164,7 @@ def continuous_lif_step(
 
 
 def refine_spike_train(spikes: Tensor, substeps: int, generator: torch.Generator) -> Tensor:
-    """Place every spike of a coarse train ``(T, ...)`` at a uniformly random fine step of its window.
+    """Place each spike of a coarse train ``(T, ...)`` at a random fine step of its window.
 
     Returns ``(T * substeps, ...)``; each coarse spike lands on one of its window's ``substeps``.
     """

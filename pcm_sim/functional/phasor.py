@@ -152,7 +152,9 @@ class ResonateFireParams:
         if not (math.isfinite(self.threshold) and self.threshold >= 0.0):
             raise ValueError(f"threshold: expected >= 0, got {self.threshold}")
         if not 0.0 <= self.refractory < 1.0:
-            raise ValueError(f"refractory: expected a fraction of a cycle in [0, 1), got {self.refractory}")
+            raise ValueError(
+                f"refractory: expected a fraction of a cycle in [0, 1), got {self.refractory}"
+            )
 
     @property
     def refractory_steps(self) -> int:
@@ -162,8 +164,10 @@ class ResonateFireParams:
     def step_factor(self) -> complex:
         """``a = exp((lambda + i 2 pi) / S)``: the exact propagator of one step."""
         dt = 1.0 / self.steps_per_cycle
-        return complex(math.exp(self.leakage * dt) * math.cos(2 * math.pi * dt),
-                       math.exp(self.leakage * dt) * math.sin(2 * math.pi * dt))
+        return complex(
+            math.exp(self.leakage * dt) * math.cos(2 * math.pi * dt),
+            math.exp(self.leakage * dt) * math.sin(2 * math.pi * dt),
+        )
 
 
 def layer_shift(params: ResonateFireParams) -> float:
@@ -172,9 +176,7 @@ def layer_shift(params: ResonateFireParams) -> float:
     return 0.5 - eps / math.pi + 2.0 / params.steps_per_cycle
 
 
-def encode_phases(
-    x: Tensor, cycles: int, params: ResonateFireParams, shift: float = 0.0
-) -> Tensor:
+def encode_phases(x: Tensor, cycles: int, params: ResonateFireParams, shift: float = 0.0) -> Tensor:
     """Phases ``(..., n)`` -> spike train ``(cycles * S, ..., n)``: one spike per input and cycle.
 
     Input ``j`` fires at step ``round(S ((x_j + shift + 1) / 2 mod 1)) mod S`` of every cycle.
@@ -205,7 +207,9 @@ class ResonateFireState:
     blocked: Tensor
 
 
-def rf_initial_state(shape: tuple[int, ...], device: torch.device | None = None) -> ResonateFireState:
+def rf_initial_state(
+    shape: tuple[int, ...], device: torch.device | None = None
+) -> ResonateFireState:
     """Neurons at rest: ``z = 0``, not rising, not refractory."""
     return ResonateFireState(
         z=torch.zeros(shape, dtype=torch.complex64, device=device),
@@ -227,19 +231,24 @@ def rf_step(
     peak = state.rising & (v <= state.v_prev) & (state.v_prev > params.threshold)
     spike = peak & (state.blocked == 0)
     blocked = torch.where(
-        spike, torch.full_like(state.blocked, params.refractory_steps), (state.blocked - 1).clamp(min=0)
+        spike,
+        torch.full_like(state.blocked, params.refractory_steps),
+        (state.blocked - 1).clamp(min=0),
     )
     new = ResonateFireState(z=z, v_prev=v, rising=v > state.v_prev, blocked=blocked)
     return spike.to(torch.float32), new
 
 
-def _cycle_propagators(params: ResonateFireParams) -> tuple[Tensor, Tensor]:
-    """``(a^k, a^{-k})`` for ``k = 0 .. S-1`` as complex64 ``(S,)`` tensors."""
+def _cycle_propagators(params: ResonateFireParams, ndim: int) -> tuple[Tensor, Tensor]:
+    """``(a^k, a^{-k})``, k = 0 .. S-1, complex64, shaped ``(S, 1, ...)`` with ``ndim`` dims."""
     s = params.steps_per_cycle
     k = torch.arange(s, dtype=torch.float64)
     mag = torch.exp(params.leakage * k / s)
     ang = 2.0 * math.pi * k / s
-    return torch.polar(mag, ang).to(torch.complex64), torch.polar(1.0 / mag, -ang).to(torch.complex64)
+    shape = (s, *([1] * (ndim - 1)))
+    power = torch.polar(mag, ang).to(torch.complex64).view(shape)
+    inverse = torch.polar(1.0 / mag, -ang).to(torch.complex64).view(shape)
+    return power, inverse
 
 
 def resonate_and_fire(drive: Tensor, params: ResonateFireParams) -> Tensor:
@@ -256,7 +265,7 @@ def resonate_and_fire(drive: Tensor, params: ResonateFireParams) -> Tensor:
     """
     s = params.steps_per_cycle
     a = params.step_factor()
-    power, inverse = (p.to(drive.device).view(s, *([1] * (drive.dim() - 1))) for p in _cycle_propagators(params))
+    power, inverse = (p.to(drive.device) for p in _cycle_propagators(params, drive.dim()))
     refractory = params.refractory_steps
     spikes = torch.zeros(drive.shape, dtype=torch.float32, device=drive.device)
     state = rf_initial_state(tuple(drive.shape[1:]), drive.device)
@@ -318,9 +327,9 @@ def first_spike_per_cycle(spikes: Tensor, params: ResonateFireParams, shift: flo
     steps = spikes.shape[0]
     front = (s - _window_start(params, shift)) % s
     total = math.ceil((front + steps) / s) * s
-    padded = torch.nn.functional.pad(
-        spikes.movedim(0, -1), (front, total - front - steps)
-    ).movedim(-1, 0)  # (total, ...)
+    padded = torch.nn.functional.pad(spikes.movedim(0, -1), (front, total - front - steps)).movedim(
+        -1, 0
+    )  # (total, ...)
     windows = padded.reshape(total // s, s, *spikes.shape[1:])
     count = torch.cumsum(windows, dim=1)
     first = (windows > 0) & (count == 1)

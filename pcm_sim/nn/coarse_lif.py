@@ -17,6 +17,8 @@ by the output layer's mean membrane potential, ``logits = C + 0.04 tanh(mean_t v
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -31,7 +33,7 @@ from pcm_sim.functional.lif import (
 )
 from pcm_sim.nn.analog import AnalogConv2d, AnalogLinear
 
-__all__ = ["CoarseLIF", "CoarseLIFConvNet", "CoarseLIFMLP", "TIE_BREAK", "spike_count_logits"]
+__all__ = ["TIE_BREAK", "CoarseLIF", "CoarseLIFConvNet", "CoarseLIFMLP", "spike_count_logits"]
 
 TIE_BREAK = 0.04
 """Weight of ``tanh(mean membrane potential)`` added to the output spike counts."""
@@ -159,8 +161,12 @@ class CoarseLIFConvNet(_CoarseNet):
         c1, c2 = channels
         self.blocks = nn.ModuleList(
             [
-                CoarseLIF(AnalogConv2d(1, c1, 5, padding=2, bias=False, binary_input=True), tau, beta, 2),
-                CoarseLIF(AnalogConv2d(c1, c2, 5, padding=2, bias=False, binary_input=True), tau, beta, 2),
+                CoarseLIF(
+                    AnalogConv2d(1, c1, 5, padding=2, bias=False, binary_input=True), tau, beta, 2
+                ),
+                CoarseLIF(
+                    AnalogConv2d(c1, c2, 5, padding=2, bias=False, binary_input=True), tau, beta, 2
+                ),
                 CoarseLIF(AnalogLinear(49 * c2, hidden, bias=False, binary_input=True), tau, beta),
                 CoarseLIF(AnalogLinear(hidden, classes, bias=False, binary_input=True), tau, beta),
             ]
@@ -183,8 +189,10 @@ class CoarseLIFMLP(_CoarseNet):
             raise ValueError(f"sizes: expected at least [in, out], got {sizes}")
         self.blocks = nn.ModuleList(
             CoarseLIF(
-                AnalogLinear(a, b, bias=False, binary_input=not (analog_input and i == 0)), tau, beta
+                AnalogLinear(a, b, bias=False, binary_input=not (analog_input and i == 0)),
+                tau,
+                beta,
             )
-            for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True))
+            for i, (a, b) in enumerate(itertools.pairwise(sizes))
         )
         self.flatten_after = -1

@@ -31,6 +31,7 @@ Shapes: inputs ``(B, in)`` in ``[0, 1]``; spike trains ``(T, B, units)``.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -56,7 +57,8 @@ def mvm_transposed(crossbar: CrossbarArray, e: Tensor, binary_input: bool = Fals
     """Transposed analog read ``e @ W^T`` of a programmed crossbar: ``(..., out) -> (..., in)``.
 
     The same devices (drifted mean weights ``w_tiles``), a fresh read-noise draw
-    (``sigma_tiles``/``var_tiles``, as in :meth:`CrossbarArray.mvm`), the same periphery and the
+    (``sigma_tiles``/``var_tiles`` and the array's normal source, as in
+    :meth:`CrossbarArray.mvm`), the same periphery (:mod:`pcm_sim.crossbar.periphery`) and the
     same compensation, with the roles of the lines swapped: ``e`` drives the columns (split into
     column tiles of ``tile.cols`` that are summed digitally after their ADCs) and every row is
     sensed.  Global compensation multiplies the result by ``alpha w_max``; per-column
@@ -85,30 +87,29 @@ def mvm_transposed(crossbar: CrossbarArray, e: Tensor, binary_input: bool = Fals
     if bool(per.dac_bits or per.output_range or per.output_noise) and not binary_input:
         scale = periphery.input_scale(u, per)  # (C, N, 1) or ()
         u = periphery.dac(u / scale, per)
-    w = crossbar.w_tiles  # (R, rows, out)
-    gen = crossbar.generator
+    w = crossbar.w_tiles  # (R, rows, out), padded tile layout
     per_sample = crossbar.profile.read_noise.per_sample
     if crossbar.has_read_noise and not per_sample:
-        z = torch.randn(w.shape, generator=gen, dtype=w.dtype, device=w.device)
+        z = crossbar._normals(w.shape)
         w = torch.addcmul(w, crossbar.sigma_tiles, z)  # one fresh read of every device
-    in_pad = w.shape[0] * w.shape[1]
+    valid = crossbar.row_index < in_f  # (R*rows,): padded slots hold no input row
 
     def by_column_tile(m: Tensor) -> Tensor:
-        m = m.reshape(in_pad, out_f)  # (in_pad, out)
+        m = m.reshape(-1, out_f)[valid]  # (in, out), rows in input order
         if pad:
             m = F.pad(m, (0, pad))
-        return m.reshape(in_pad, n_ct, cols).permute(1, 2, 0)  # (C, cols, in_pad)
+        return m.reshape(in_f, n_ct, cols).permute(1, 2, 0)  # (C, cols, in)
 
-    y = torch.matmul(u, by_column_tile(w))  # (C, N, in_pad)
+    y = torch.matmul(u, by_column_tile(w))  # (C, N, in)
     if crossbar.has_read_noise and per_sample:
-        std = torch.matmul(u.square(), by_column_tile(crossbar.var_tiles)).sqrt()  # (C, N, in_pad)
-        y = y + std * torch.randn(y.shape, generator=gen, dtype=y.dtype, device=y.device)
+        std = torch.matmul(u.square(), by_column_tile(crossbar.var_tiles)).sqrt()  # (C, N, in)
+        y = y + std * crossbar._normals(y.shape)
     if per.output_noise:
-        y = y + per.output_noise * torch.randn(y.shape, generator=gen, dtype=y.dtype, device=y.device)
+        y = y + per.output_noise * crossbar._normals(y.shape)
     y = periphery.adc(y, per)
     if scale is not None:
         y = y * scale
-    summed = y.sum(dim=0)[:, :in_f]  # (N, in)
+    summed = y.sum(dim=0)  # (N, in): column tiles summed digitally
     return (summed * gain).reshape(*lead, in_f)
 
 
@@ -158,15 +159,14 @@ class DeepSpikingNetwork(nn.Module):
         if not error_scale > 0:
             raise ValueError(f"error_scale: expected > 0, got {error_scale}")
         self.layers = nn.ModuleList(
-            AnalogLinear(a, b, bias=True, binary_input=True)
-            for a, b in zip(sizes[:-1], sizes[1:], strict=True)
+            AnalogLinear(a, b, bias=True, binary_input=True) for a, b in itertools.pairwise(sizes)
         )
         self.steps = steps
         self.error_scale = error_scale
 
     @torch.no_grad()
     def run(self, x: Tensor, steps: int | None = None) -> DSNTrace:
-        """Spiking forward pass of ``x`` ``(B, in)`` in ``[0, 1]`` over ``steps`` (default ``T``)."""
+        """Spiking forward pass of ``x`` ``(B, in)`` in ``[0, 1]`` over ``steps`` (default T)."""
         if x.dim() != 2:
             raise ValueError(f"DeepSpikingNetwork: expected input (B, in), got {tuple(x.shape)}")
         steps = self.steps if steps is None else steps
@@ -188,16 +188,22 @@ class DeepSpikingNetwork(nn.Module):
         """``(B, in) -> (B, classes)`` logits ``u_L,T / T`` of a spiking run."""
         return self.run(x).logits
 
+    def synapses(self) -> list[AnalogLinear]:
+        """The layers' :class:`AnalogLinear` synapses, input to output."""
+        return [layer for layer in self.layers if isinstance(layer, AnalogLinear)]
+
     @torch.no_grad()
     def error_trains(self, trace: DSNTrace, labels: Tensor) -> list[Tensor]:
-        """Error spike trains ``ε_l`` ``(T, B, out_l)`` for every layer, backward through ``W^T``."""
-        steps = trace.steps
-        target = F.one_hot(labels, self.layers[-1].out_features).to(trace.logits)
+        """Error spike trains ``ε_l`` ``(T, B, out_l)`` of every layer, backward through ``W^T``."""
+        steps, layers = trace.steps, self.synapses()
+        target = F.one_hot(labels, layers[-1].out_features).to(trace.logits)
         delta = torch.softmax(trace.logits, dim=-1) - target  # (B, classes)
-        errors, _ = herd_sequence((self.error_scale * delta).unsqueeze(0).expand(steps, *delta.shape))
+        errors, _ = herd_sequence(
+            (self.error_scale * delta).unsqueeze(0).expand(steps, *delta.shape)
+        )
         out = [errors]
-        for index in range(len(self.layers) - 1, 0, -1):
-            back = transposed_read(self.layers[index], errors)  # (T, B, in): W^T read per step
+        for index in range(len(layers) - 1, 0, -1):
+            back = transposed_read(layers[index], errors)  # (T, B, in): W^T read per step
             gate = (trace.potentials[index - 1][-1] > 0).to(back)  # (B, in): ReLU derivative
             errors, _ = herd_sequence(back * gate)
             out.append(errors)
@@ -219,7 +225,7 @@ class DeepSpikingNetwork(nn.Module):
     def accumulate_gradients(self, trace: DSNTrace, labels: Tensor) -> None:
         """Write :meth:`spike_gradients` into ``.grad`` of every weight and bias."""
         for layer, (grad_w, grad_b) in zip(
-            self.layers, self.spike_gradients(trace, labels), strict=True
+            self.synapses(), self.spike_gradients(trace, labels), strict=True
         ):
             layer.weight.grad = grad_w.to(layer.weight)
             assert layer.bias is not None
@@ -237,7 +243,7 @@ class ReLUMLP(nn.Module):
         if len(sizes) < 2:
             raise ValueError(f"sizes: expected at least [in, out], got {sizes}")
         self.layers = nn.ModuleList(
-            AnalogLinear(a, b, bias=True) for a, b in zip(sizes[:-1], sizes[1:], strict=True)
+            AnalogLinear(a, b, bias=True) for a, b in itertools.pairwise(sizes)
         )
 
     def forward(self, x: Tensor) -> Tensor:

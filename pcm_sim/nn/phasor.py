@@ -90,9 +90,7 @@ def read_events(linear: AnalogLinear, spikes: Tensor) -> Tensor:
     return out.reshape(*spikes.shape[:-1], linear.out_features)
 
 
-def _bias_charge(
-    bias: Tensor, steps: int, shift: float, params: ResonateFireParams
-) -> Tensor:
+def _bias_charge(bias: Tensor, steps: int, shift: float, params: ResonateFireParams) -> Tensor:
     """Charge ``b`` at phase 0 of the reference ``shift`` every cycle: ``(steps, out)``."""
     cycles = math.ceil(steps / params.steps_per_cycle)
     zero = torch.zeros(1, device=bias.device)
@@ -204,7 +202,9 @@ class PhasorConv2d(nn.Module):
             block = frames[start : start + chunk]  # (n, C, H, W)
             cols = F.unfold(block, k, padding=conv.padding, stride=conv.stride)  # (n, Ckk, L)
             y = read_events(conv.linear, cols.transpose(1, 2))  # (n, L, out)
-            out[start : start + chunk] = y.transpose(1, 2).reshape(-1, conv.out_channels, h_out, w_out)
+            out[start : start + chunk] = y.transpose(1, 2).reshape(
+                -1, conv.out_channels, h_out, w_out
+            )
         return out.reshape(*spikes.shape[:-3], conv.out_channels, h_out, w_out)
 
     def spiking(self, train: SpikeTrain, params: ResonateFireParams) -> SpikeTrain:

@@ -16,10 +16,11 @@ __all__ = ["LSTMChoralesFamily", "LSTMSequence"]
 class LSTMSequence(nn.Module):
     """``keys -> LSTM(hidden) -> Linear(keys)`` logits of the next frame."""
 
-    def __init__(self, keys: int = 88, hidden: int = 42) -> None:
+    def __init__(self, keys: int = 88, hidden: int = 42, output_bias: float = -3.0) -> None:
         super().__init__()
         self.lstm = nn.LSTM(keys, hidden)
         self.readout = nn.Linear(hidden, keys)
+        nn.init.constant_(self.readout.bias, output_bias)  # base-rate logit, as the sSNU
 
     def forward(self, frames: Tensor) -> Tensor:
         """``(T, B, 88)`` -> ``(T, B, 88)``."""
@@ -36,7 +37,9 @@ class LSTMChoralesFamily:
 
     def build(self, recipe: dict[str, Any]) -> nn.Module:
         m = recipe["model"]
-        return LSTMSequence(int(m.get("keys", 88)), int(m["hidden"]))
+        return LSTMSequence(
+            int(m.get("keys", 88)), int(m["hidden"]), float(m.get("output_bias", -3.0))
+        )
 
     def fit(
         self, model: nn.Module, recipe: dict[str, Any], generator: torch.Generator, log: ProgressFn

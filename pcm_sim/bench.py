@@ -17,6 +17,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from pcm_sim.crossbar.calibration import program_and_verify_bench
+from pcm_sim.families.phasor import phasor_spiking_bench
 from pcm_sim.nn.analog import AnalogLinear, deploy, drift_to
 from pcm_sim.physics import pcm
 from pcm_sim.profiles import load_profile
@@ -144,6 +146,16 @@ def run_benchmarks(quick: bool = False, log: Callable[[str], None] = print) -> d
         f"{snu['name']:34s} float {snu['float_samples_per_s']:8.0f}/s  crossbar "
         f"{snu['crossbar_samples_per_s']:8.0f}/s  aihwkit {snu['aihwkit_samples_per_s']:8.0f}/s"
     )
+    phasor = phasor_spiking_bench(quick)
+    log(
+        f"{'phasor_fmnist spiking mode':34s} ideal {phasor['ideal_samples_per_s']:8.0f}/s  "
+        f"crossbar {phasor['crossbar_samples_per_s']:8.0f}/s"
+    )
+    verify = program_and_verify_bench()
+    log(
+        f"{'program-and-verify 1024x1024':34s} {verify['total_s']:.3f} s (target < 5 s), "
+        f"{verify['pulses_mean']:.2f} pulses/device"
+    )
     return {
         "profile": PROFILE,
         "read_noise": "fresh per call, shared by the samples of a call (per_sample: false)",
@@ -151,4 +163,6 @@ def run_benchmarks(quick: bool = False, log: Callable[[str], None] = print) -> d
         "cases": cases,
         "devices": devices,
         "snu": snu,
+        "phasor_spiking": phasor,
+        "program_and_verify": verify,
     }

@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "pcm_sim.commands.bench",
     "pcm_sim.commands.demo",
     "pcm_sim.commands.studies",
+    "pcm_sim.commands.correct",
 )
 
 

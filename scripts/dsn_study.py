@@ -7,11 +7,14 @@
    error spike one column once) and accuracy as functions of the number of time steps ``T``,
    against the dense MLP (every row driven once per layer by a DAC value).
 3. Both networks on simulated PCM chips over drift time (forward reads on the crossbars).
-4. Hardware in the loop: the DSN trained from the same initial weights with forward *and*
-   transposed backward reads on PCM crossbars, reprogrammed with the updated weights after
-   every mini-batch, against the same number of software epochs.
+4. Hardware in the loop: the cosine similarity of the spike-count updates computed with forward
+   *and* transposed backward reads on PCM crossbars (1 day after programming) to the software
+   ones, for the trained network; then the DSN trained from the same initial weights on chips
+   (reprogrammed with the updated weights after every mini-batch) against the same number of
+   software epochs.
 
-Writes ``runs/dsn_study/results.json`` and the checkpoint ``runs/dsn_fmnist/model.pt``.
+Writes ``runs/dsn_study/results.json`` (and ``mlp.pt``) and the checkpoint
+``runs/dsn_fmnist/model.pt``.
 Run: ``nice -n 10 .venv/bin/python scripts/dsn_study.py``
 """
 
@@ -33,7 +36,7 @@ from pcm_sim.families.dsn import DSNFashionFamily, fit_dsn_epoch
 from pcm_sim.nn.analog import deploy, drift_to
 from pcm_sim.nn.dsn import DeepSpikingNetwork, ReLUMLP
 from pcm_sim.recipes import load_recipe
-from pcm_sim.training.checkpoint import save_checkpoint
+from pcm_sim.training.checkpoint import load_checkpoint, save_checkpoint
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
@@ -43,6 +46,12 @@ parser.add_argument("--chips", type=int, default=3)
 parser.add_argument("--hil-epochs", type=int, default=1, help="epochs of chip-in-the-loop training")
 parser.add_argument("--steps", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32, 64])
 parser.add_argument("--out", default="runs/dsn_study")
+parser.add_argument(
+    "--reuse",
+    default=None,
+    help="DSN checkpoint written by an earlier run of this script: skip the DSN's training "
+    "(the MLP is retrained from the same initial weights with the same mini-batch order)",
+)
 args = parser.parse_args()
 
 torch.set_num_threads(1)
@@ -98,24 +107,36 @@ sched_dsn = torch.optim.lr_scheduler.CosineAnnealingLR(opt_dsn, T_max=epochs)
 sched_mlp = torch.optim.lr_scheduler.CosineAnnealingLR(opt_mlp, T_max=epochs)
 generator = torch.Generator().manual_seed(seed)
 history = []
+reused_history: list[dict[str, Any]] = []
+if args.reuse:
+    reused_model, reused_payload = load_checkpoint(args.reuse)
+    dsn.load_state_dict(reused_model.state_dict())
+    reused_history = reused_payload["history"]
 t0 = time.perf_counter()
 for epoch in range(1, epochs + 1):
     order = torch.randperm(len(images), generator=generator)
-    t_dsn = time.perf_counter()
-    row = fit_dsn_epoch(dsn, opt_dsn, images, labels, order, batch, False)
-    t_dsn = time.perf_counter() - t_dsn
+    if reused_history:
+        dsn_part = {k: v for k, v in reused_history[epoch - 1].items() if k.startswith("dsn")}
+        t_dsn = float(dsn_part["dsn_epoch_s"])
+    else:
+        t_dsn = time.perf_counter()
+        row = fit_dsn_epoch(dsn, opt_dsn, images, labels, order, batch, False)
+        t_dsn = time.perf_counter() - t_dsn
+        sched_dsn.step()
+        dsn_part = {
+            "dsn_loss": row["loss"],
+            "dsn_train_accuracy": row["train_accuracy"],
+            "dsn_test_accuracy": accuracy(dsn, test_x, test_y),
+            "dsn_epoch_s": t_dsn,
+        }
     mlp_loss = mlp_epoch(mlp, opt_mlp, order)
-    sched_dsn.step()
     sched_mlp.step()
     mlp.eval()
     entry = {
         "epoch": epoch,
-        "dsn_loss": row["loss"],
-        "dsn_train_accuracy": row["train_accuracy"],
-        "dsn_test_accuracy": accuracy(dsn, test_x, test_y),
+        **dsn_part,
         "mlp_loss": mlp_loss,
         "mlp_test_accuracy": accuracy(mlp, test_x, test_y),
-        "dsn_epoch_s": t_dsn,
     }
     history.append(entry)
     print(
@@ -128,6 +149,8 @@ dsn_as_mlp = ReLUMLP(sizes)
 dsn_as_mlp.load_state_dict(dsn.state_dict())
 final = history[-1]
 results["training"] = {
+    "reused_dsn_checkpoint": args.reuse,
+    "dsn_test_accuracy_recomputed": accuracy(dsn, test_x, test_y),
     "history": history,
     "dsn_test_accuracy": final["dsn_test_accuracy"],
     "mlp_test_accuracy": final["mlp_test_accuracy"],
@@ -136,17 +159,18 @@ results["training"] = {
     "train_seconds_both": train_s,
 }
 print(json.dumps({k: v for k, v in results["training"].items() if k != "history"}), flush=True)
-save_checkpoint(
-    Path("runs/dsn_fmnist/model.pt"),
-    {
-        "recipe": recipe,
-        "hwa_profile": None,
-        "state_dict": dsn.state_dict(),
-        "history": history,
-        "software": {"accuracy": final["dsn_test_accuracy"]},
-        "train_seconds": train_s,
-    },
-)
+if not args.reuse:
+    save_checkpoint(
+        Path("runs/dsn_fmnist/model.pt"),
+        {
+            "recipe": recipe,
+            "hwa_profile": None,
+            "state_dict": dsn.state_dict(),
+            "history": history,
+            "software": {"accuracy": final["dsn_test_accuracy"]},
+            "train_seconds": train_s,
+        },
+    )
 
 # ---- 2. Crossbar line activations vs time steps -----------------------------------------------
 dense_forward = float(sum(sizes[:-1]))  # every row of every layer, once per sample
@@ -210,6 +234,23 @@ for d, m in zip(results["pcm_dsn"]["rows"], mlp_rows, strict=True):
     print(f"{d['label']}: DSN {d['mean']:.4f}±{d['std']:.4f}  MLP {m['mean']:.4f}±{m['std']:.4f}")
 
 # ---- 4. Chip-in-the-loop training (forward and backward reads on PCM) ---------------------------
+probe_x, probe_y = images[:500], labels[:500]
+software_grads = torch.cat(
+    [torch.cat([gw.flatten(), gb]) for gw, gb in dsn.spike_gradients(dsn.run(probe_x), probe_y)]
+)
+cosines = []
+for chip in range(args.chips):
+    chip_dsn = deploy(copy.deepcopy(dsn), args.profile, seed=seed + chip)
+    drift_to(chip_dsn, 86_400.0)
+    assert isinstance(chip_dsn, DeepSpikingNetwork)
+    chip_grads = torch.cat(
+        [
+            torch.cat([gw.flatten(), gb])
+            for gw, gb in chip_dsn.spike_gradients(chip_dsn.run(probe_x), probe_y)
+        ]
+    )
+    cosines.append(float(nn.functional.cosine_similarity(chip_grads, software_grads, dim=0)))
+print(f"update cosine similarity, chip (1 day) vs software: {cosines}", flush=True)
 hil = family.build(recipe)
 assert isinstance(hil, DeepSpikingNetwork)
 hil.load_state_dict(initial_state)
@@ -236,6 +277,7 @@ hil_s = time.perf_counter() - t0
 for layer in hil.synapses():
     layer.to_software()
 results["hardware_in_the_loop"] = {
+    "update_cosine_chip_vs_software_1day": cosines,
     "epochs": args.hil_epochs,
     "programming_rounds": n_program,
     "software_trained_software_accuracy": accuracy(soft, test_x, test_y),
@@ -250,5 +292,6 @@ print(json.dumps({k: v for k, v in results["hardware_in_the_loop"].items()}), fl
 results["total_seconds"] = time.perf_counter() - start_all
 out = Path(args.out)
 out.mkdir(parents=True, exist_ok=True)
+torch.save(mlp.state_dict(), out / "mlp.pt")
 (out / "results.json").write_text(json.dumps(results, indent=2))
 print(f"wrote {out / 'results.json'}")

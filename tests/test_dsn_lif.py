@@ -23,7 +23,7 @@ from pcm_sim.functional.lif import (
 )
 from pcm_sim.nn.analog import AnalogConv2d, deploy
 from pcm_sim.nn.coarse_lif import CoarseLIFConvNet, CoarseLIFMLP, synaptic_drive
-from pcm_sim.nn.dsn import DeepSpikingNetwork, ReLUMLP, mvm_transposed
+from pcm_sim.nn.dsn import DeepSpikingNetwork, ReLUMLP, mvm_transposed, pulse_read
 
 # ---- herding ----------------------------------------------------------------------------------
 
@@ -93,6 +93,23 @@ def test_dsn_spike_counts_are_integers(gen: torch.Generator) -> None:
     for train in [*trace.trains, *errors]:
         assert torch.equal(train, train.round())
     assert trace.trains[0].min() >= 0 and trace.trains[0].max() <= 1  # input herding of [0, 1]
+
+
+def test_pulse_read_sends_unit_pulses(gen: torch.Generator) -> None:
+    counts = torch.tensor([[3.0, -1.0, 0.0], [0.0, 0.0, 0.0], [1.0, 0.0, -2.0]])
+    w = torch.randn(3, 4, generator=gen)
+    seen: list[torch.Tensor] = []
+
+    def read(p: torch.Tensor) -> torch.Tensor:
+        seen.append(p)
+        return p @ w
+
+    out = pulse_read(read, counts, 4)
+    assert len(seen) == 3  # max |count| = 3 reads
+    assert all(set(p.unique().tolist()) <= {-1.0, 0.0, 1.0} for p in seen)
+    assert torch.allclose(out, counts @ w, atol=1e-6)
+    assert torch.equal(pulse_read(read, torch.zeros(2, 3), 4), torch.zeros(2, 4))
+    assert len(seen) == 3  # zeros are never read
 
 
 def test_transposed_read_ideal_parity_with_row_and_column_tiles(gen: torch.Generator) -> None:

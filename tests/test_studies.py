@@ -348,6 +348,9 @@ def test_bad_input_exits_2_with_one_line_and_corrupts_nothing(
         db = workdir / f"bad-{name.replace(' ', '_')}.sqlite"
         _one_line_error(capsys, ["sweep", str(path), "--db", str(db)])
         assert not db.exists(), name
+    no_workers = workdir / "no_workers.sqlite"
+    _one_line_error(capsys, ["sweep", str(good), "--db", str(no_workers), "--workers", "0"])
+    assert not no_workers.exists()
     foreign = workdir / "foreign.sqlite"
     with sqlite3.connect(foreign) as conn:
         conn.execute("CREATE TABLE cells (x INTEGER)")

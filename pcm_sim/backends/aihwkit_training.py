@@ -34,7 +34,12 @@ from pcm_sim.nn.analog import AnalogLinear, analog_layers
 from pcm_sim.profiles import DeviceProfile, load_profile
 from pcm_sim.training.hil import HILTask
 
-__all__ = ["AihwkitTrainableLinear", "aihwkit_finetune", "mixed_precision_pcm_config", "to_aihwkit_training"]
+__all__ = [
+    "AihwkitTrainableLinear",
+    "aihwkit_finetune",
+    "mixed_precision_pcm_config",
+    "to_aihwkit_training",
+]
 
 
 def _resolution(bits: int) -> float:

@@ -47,6 +47,7 @@ __all__ = [
     "DEFAULT_MAX_ITERATIONS",
     "DEFAULT_TOLERANCE_GMAX",
     "IterationStats",
+    "VerifyOutcome",
     "VerifyReport",
     "program_and_verify",
     "program_and_verify_bench",
@@ -125,7 +126,13 @@ class VerifyReport:
 
 
 @dataclass(frozen=True)
-class _VerifyOutcome:
+class VerifyOutcome:
+    """Result of :func:`verify_devices` (tensors shaped like the devices, ``(2, N, in, out)``).
+
+    ``devices``/``pulses``: new states and pulse counts; ``failed``: last verify read outside
+    the tolerance; ``iterations``: re-write rounds run; ``per_iteration``: round statistics.
+    """
+
     devices: pcm.ProgrammedDevices
     pulses: Tensor
     failed: Tensor
@@ -156,8 +163,8 @@ def verify_devices(
     reads_per_verify: int = 1,
     generator: torch.Generator | None = None,
     track: bool = True,
-) -> _VerifyOutcome:
-    """The vectorized write-verify loop; does not touch ``crossbar`` (see :func:`program_and_verify`).
+) -> VerifyOutcome:
+    """The vectorized write-verify loop; leaves ``crossbar`` untouched (see program_and_verify).
 
     ``write``: bool mask shaped like the devices ``(2, N, in, out)``; these devices are first
     written (one pulse each) and then verified; ``None`` verifies every device as programmed.
@@ -231,7 +238,7 @@ def verify_devices(
     devices = pcm.ProgrammedDevices(
         g_prog_us=g.reshape(shape), nu=nu.reshape(shape), stuck=stuck.reshape(shape)
     )
-    return _VerifyOutcome(devices, pulses.reshape(shape), failed.reshape(shape), rounds, history)
+    return VerifyOutcome(devices, pulses.reshape(shape), failed.reshape(shape), rounds, history)
 
 
 def program_and_verify(

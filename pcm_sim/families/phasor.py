@@ -36,8 +36,9 @@ from pcm_sim.functional.phasor import (
     predict_classes,
     target_phases,
 )
-from pcm_sim.nn.analog import deploy, enable_hwa
+from pcm_sim.nn.analog import deploy, drift_to, enable_hwa
 from pcm_sim.nn.phasor import PhasorConv2d, PhasorLinear, SpikeTrain
+from pcm_sim.recipes import load_recipe
 from pcm_sim.training.loop import EpochTimer, progress
 
 __all__ = ["PhasorFashionFamily", "PhasorNet", "phasor_spiking_bench", "spiking_settings"]
@@ -226,37 +227,34 @@ class PhasorFashionFamily:
 
 
 def phasor_spiking_bench(quick: bool) -> dict[str, Any]:
-    """Spiking-mode inference throughput of a 784-100-10 phasor network, crossbar vs ideal.
+    """Spiking-mode inference throughput of the ``phasor_fmnist`` network, crossbar vs ideal.
 
-    The same network (random weights, seed 0) runs in spiking mode on random input phases, once
-    with ideal float weights (software synapses) and once programmed on ``pcm_nandakumar2019``
-    crossbars (binary rows, ADC, read and output noise, drift compensation at 1 day).  Returns
-    samples per second of both and their ratio.  ``quick``: 100 samples, else 1,000.
+    The recipe's network (initial weights, seed of the recipe) runs in spiking mode with the
+    recipe's settings on random images, once with ideal float weights (software synapses, the
+    same binary-spike MVMs and neuron code) and once programmed on ``pcm_nandakumar2019``
+    crossbars one day after programming (binary rows, ADC, read and output noise, drift
+    compensation).  ``quick``: one batch, else five.  Returns samples per second of both and
+    the crossbar's slowdown.
     """
-    recipe: dict[str, Any] = {
-        "model": {"hidden": [100], "classes": 10, "spiking": {"steps_per_cycle": 64, "cycles": 8}},
-        "training": {"seed": 0},
-    }
+    recipe = load_recipe("phasor_fmnist")
     params, cycles, batch = spiking_settings(recipe)
-    samples = 100 if quick else 1000
+    samples = batch if quick else 5 * batch
     model = PhasorFashionFamily().build(recipe)
     assert isinstance(model, PhasorNet)
     images = torch.rand(samples, 784, generator=torch.Generator().manual_seed(1))
 
-    def run() -> float:
+    def throughput() -> float:
         start = time.perf_counter()
         for s in range(0, samples, batch):
             model.spiking(images[s : s + batch], params, cycles)
         return samples / (time.perf_counter() - start)
 
-    ideal = run()
-    deploy(model, "pcm_nandakumar2019", seed=0)
-    for layer in model.modules():
-        if isinstance(layer, PhasorLinear):
-            layer.synapses.drift_to(86_400.0)
-    crossbar = run()
+    ideal = throughput()
+    drift_to(deploy(model, "pcm_nandakumar2019", seed=0), 86_400.0)
+    crossbar = throughput()
     return {
-        "case": "phasor_spiking_784-100-10",
+        "case": "phasor_spiking",
+        "recipe": recipe["name"],
         "profile": "pcm_nandakumar2019",
         "samples": samples,
         "batch_size": batch,

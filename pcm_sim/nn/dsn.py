@@ -25,6 +25,10 @@ are spike-count outer products (gradients of the batch-mean cross-entropy)
 
 which tend to the ReLU MLP's gradients as ``T → ∞``.  Cost in crossbar line activations: each
 spike (each unit of ``|s|`` or ``|ε|``) drives one row (forward) or one column (backward) once.
+On a chip a count ``|n| > 1`` in one step is sent as ``|n|`` unit pulses: the step's reads are
+``Σ_m read(sign(n) [|n| >= m])``, ``m = 1 .. max |n|``, each read with its own noise and ADC
+conversion, and a sample takes part in read ``m`` only if one of its counts reaches ``m``
+(:func:`pulse_read`).
 
 Shapes: inputs ``(B, in)`` in ``[0, 1]``; spike trains ``(T, B, units)``.
 """
@@ -33,6 +37,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -48,6 +53,8 @@ __all__ = [
     "DSNTrace",
     "DeepSpikingNetwork",
     "ReLUMLP",
+    "forward_read",
+    "pulse_read",
     "mvm_transposed",
     "transposed_read",
 ]
@@ -113,10 +120,48 @@ def mvm_transposed(crossbar: CrossbarArray, e: Tensor, binary_input: bool = Fals
     return (summed * gain).reshape(*lead, in_f)
 
 
+def pulse_read(read: Callable[[Tensor], Tensor], counts: Tensor, out_features: int) -> Tensor:
+    """Linear analog read of signed integer ``counts`` ``(..., n)`` as unit pulses.
+
+    ``Σ_m mask_m · read(p_m)`` with ``p_m = sign(counts) [|counts| >= m]`` for ``m = 1 ..
+    max|counts|`` and ``mask_m`` selecting the vectors (leading indices) with a count of at least
+    ``m``; a vector of zeros is never read (its result is 0).  Returns ``(..., out_features)``.
+    """
+    magnitude = counts.abs()
+    levels = int(magnitude.max()) if counts.numel() else 0
+    total: Tensor | None = None
+    for m in range(1, levels + 1):
+        pulses = torch.sign(counts) * (magnitude >= m).to(counts.dtype)
+        active = (magnitude.amax(dim=-1, keepdim=True) >= m).to(counts.dtype)  # (..., 1)
+        part = read(pulses) * active
+        total = part if total is None else total + part
+    if total is None:
+        return counts.new_zeros(*counts.shape[:-1], out_features)
+    return total
+
+
+def forward_read(layer: AnalogLinear, spikes: Tensor) -> Tensor:
+    """``W s + b`` for spike counts ``s`` ``(..., in)``: unit pulses on a chip (bias added once)."""
+    if not layer.is_analog:
+        out: Tensor = layer(spikes)
+        return out
+    bias = layer.bias.detach() if layer.bias is not None else None
+    drive = pulse_read(
+        lambda p: layer(p) if bias is None else layer(p) - bias, spikes, layer.out_features
+    )
+    return drive if bias is None else drive + bias
+
+
 def transposed_read(layer: AnalogLinear, e: Tensor) -> Tensor:
-    """``e @ W`` (``(..., out) -> (..., in)``, no bias): on the layer's crossbar when programmed."""
+    """``e @ W`` (``(..., out) -> (..., in)``, no bias): on the layer's crossbar when programmed.
+
+    On a chip the signed integer error counts ``e`` are sent as unit pulses (:func:`pulse_read`).
+    """
     if layer.crossbar is not None:
-        return mvm_transposed(layer.crossbar, e, binary_input=layer.binary_input)
+        crossbar = layer.crossbar
+        return pulse_read(
+            lambda p: mvm_transposed(crossbar, p, binary_input=True), e, layer.in_features
+        )
     if layer.aihwkit_layer is not None:
         raise ValueError("transposed_read: needs the pcm-sim backend (aihwkit tiles not supported)")
     return torch.matmul(e, layer.weight.detach())
@@ -172,11 +217,11 @@ class DeepSpikingNetwork(nn.Module):
         steps = self.steps if steps is None else steps
         spikes, _ = herd_sequence(x.unsqueeze(0).expand(steps, *x.shape))  # (T, B, in)
         trains, potentials = [spikes], []
-        last = len(self.layers) - 1
-        for index, layer in enumerate(self.layers):
-            u = layer(spikes).cumsum(dim=0)  # (T, B, out): one crossbar read per step
+        layers = self.synapses()
+        for index, layer in enumerate(layers):
+            u = forward_read(layer, spikes).cumsum(dim=0)  # (T, B, out): crossbar reads per step
             potentials.append(u)
-            if index == last:
+            if index == len(layers) - 1:
                 break
             target = torch.relu(u)  # (T, B, out): cumulative output the spikes must track
             increments = torch.diff(target, dim=0, prepend=torch.zeros_like(target[:1]))

@@ -131,6 +131,7 @@ class PhasorLinear(nn.Module):
         real = y[0] if self.bias is None else y[0] + self.bias
         return complex_to_phase(real, y[1])
 
+    @torch.no_grad()
     def spiking(self, train: SpikeTrain, params: ResonateFireParams) -> SpikeTrain:
         """Spiking: input spikes ``(steps, ..., in)`` -> output spikes ``(steps, ..., out)``."""
         drive = read_events(self.synapses, train.spikes)  # (steps, ..., out)
@@ -207,6 +208,7 @@ class PhasorConv2d(nn.Module):
             )
         return out.reshape(*spikes.shape[:-3], conv.out_channels, h_out, w_out)
 
+    @torch.no_grad()
     def spiking(self, train: SpikeTrain, params: ResonateFireParams) -> SpikeTrain:
         """Spiking: ``(steps, ..., C, H, W)`` spikes -> ``(steps, ..., out, H'', W'')`` spikes."""
         spikes = resonate_and_fire(self._drive(train.spikes), params)

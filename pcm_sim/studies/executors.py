@@ -158,5 +158,5 @@ class DaskExecutor:
 def make_executor(workers: int | None = None, scheduler: str | None = None) -> Executor:
     """``LocalPool(workers)`` (default 1) or ``DaskExecutor(scheduler, workers)``."""
     if scheduler:
-        return DaskExecutor(scheduler, workers or os.cpu_count() or 1)
-    return LocalPool(workers or 1)
+        return DaskExecutor(scheduler, workers if workers is not None else os.cpu_count() or 1)
+    return LocalPool(workers if workers is not None else 1)

@@ -1,7 +1,8 @@
 """Figures and CSV export of a sweep database.
 
-* ``drift_<model>.png`` -- metric vs drift time, one panel per profile, one line per override
-  combination: the mean over chips (line) and the min..max range over chips (band).
+* ``drift_<model>.png`` -- metric vs drift time: the mean over chips (line) and the min..max
+  range over chips (band); one line per profile (one panel per profile when overrides are
+  swept, with one line per override combination).
 * ``robustness_<knob>.png`` -- for every swept override field ("knob"): metric vs the knob's
   value, one panel per (model, profile), one line per drift time (and per value of the other
   knobs), mean over chips with +-1 std error bars.  The knob's value is read from each cell's
@@ -25,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
@@ -86,6 +88,13 @@ def _combo_label(overrides: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in overrides.items()) or "as profiled"
 
 
+def _sort_key(key: str, value: Any) -> tuple[str, int, float, str]:
+    """Order override combinations by field, then numerically (numbers) or by text."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return (key, 0, float(value), "")
+    return (key, 1, 0.0, str(value))
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
 
@@ -93,7 +102,8 @@ def _slug(text: str) -> str:
 def _panels(n: int) -> tuple[Figure, list[Axes]]:
     cols = min(n, 3)
     rows = math.ceil(n / cols)
-    fig = Figure(figsize=(5.2 * cols, 3.9 * rows), layout="constrained")
+    width, height = (5.2, 3.9) if n > 1 else (7.0, 4.6)
+    fig = Figure(figsize=(width * cols, height * rows), layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False)
     for extra in axes.flat[n:]:
         extra.set_visible(False)
@@ -112,26 +122,42 @@ def _time_axis(ax: Axes, times: Sequence[float]) -> None:
 
 
 def plot_drift(rows: Sequence[dict[str, Any]], out_dir: Path) -> list[Path]:
-    """One ``drift_<model>.png`` per model (see the module docstring)."""
+    """One ``drift_<model>.png`` per model (see the module docstring).
+
+    Profiles without override combinations share one panel (one line per profile); otherwise
+    each profile gets a panel with one line per combination.
+    """
     paths = []
     for model in sorted({r["model"] for r in rows}):
         mine = [r for r in rows if r["model"] == model]
-        profiles = sorted({r["profile"] for r in mine})
-        fig, axes = _panels(len(profiles))
-        for ax, profile in zip(axes, profiles, strict=True):
-            groups: dict[str, dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
-            labels: dict[str, str] = {}
-            for r in mine:
-                if r["profile"] == profile:
-                    combo = canonical_json(r["overrides"])
-                    groups[combo][r["t_s"]].append(r["value"])
-                    labels[combo] = _combo_label(r["overrides"])
-            for combo, by_time in groups.items():
+        lines: dict[tuple[str, str], dict[float, list[float]]] = defaultdict(
+            lambda: defaultdict(list)
+        )
+        labels: dict[tuple[str, str], str] = {}
+        order: dict[tuple[str, str], tuple[Any, ...]] = {}
+        for r in mine:
+            group = (r["profile"], canonical_json(r["overrides"]))
+            lines[group][r["t_s"]].append(r["value"])
+            labels[group] = _combo_label(r["overrides"])
+            order[group] = (r["profile"], *(_sort_key(k, v) for k, v in r["overrides"].items()))
+        profiles = sorted({p for p, _ in lines})
+        shared = len(lines) == len(profiles)  # one line per profile: compare them in one panel
+        panels = ["all profiles"] if shared else profiles
+        fig, axes = _panels(len(panels))
+        for ax, panel in zip(axes, panels, strict=True):
+            chips = 0
+            if len(lines) > 10:
+                ax.set_prop_cycle(color=[colormaps["tab20"](i) for i in range(20)])
+            for (profile, combo), by_time in sorted(lines.items(), key=lambda kv: order[kv[0]]):
+                if not shared and profile != panel:
+                    continue
                 times = sorted(by_time)
                 stats = [_stats(by_time[t]) for t in times]
-                (line,) = ax.plot(
-                    times, [s["mean"] for s in stats], marker="o", label=labels[combo]
-                )
+                chips = max(chips, *(len(v) for v in by_time.values()))
+                label = labels[(profile, combo)]
+                if shared:
+                    label = profile if label == "as profiled" else f"{profile} ({label})"
+                (line,) = ax.plot(times, [s["mean"] for s in stats], marker="o", label=label)
                 ax.fill_between(
                     times,
                     [s["min"] for s in stats],
@@ -141,13 +167,10 @@ def plot_drift(rows: Sequence[dict[str, Any]], out_dir: Path) -> list[Path]:
                     linewidth=0,
                 )
             _time_axis(ax, sorted({r["t_s"] for r in mine}))
-            chips = max(len(v) for by_time in groups.values() for v in by_time.values())
-            ax.set_title(f"{profile} ({chips} chips)")
-            ax.set_ylabel(
-                f"{mine[0]['metric']} (line: mean, band: min..max over chips)", fontsize=8
-            )
+            ax.set_title(f"{panel} ({chips} chips)")
+            ax.set_ylabel(f"{mine[0]['metric']} (line: mean, band: min..max over chips)")
             ax.grid(alpha=0.3)
-            ax.legend(fontsize=7)
+            ax.legend(fontsize=8)
         fig.suptitle(f"{model}: {mine[0]['metric']} vs drift time")
         path = out_dir / f"drift_{_slug(model)}.png"
         fig.savefig(path, dpi=120)
@@ -181,12 +204,12 @@ def plot_robustness(rows: Sequence[dict[str, Any]], out_dir: Path) -> list[Path]
             )
             order = sorted(values, key=lambda k: values[k] if numeric else str(values[k]))
             position = {k: (values[k] if numeric else i) for i, k in enumerate(order)}
-            for (t_s, rest), by_x in sorted(lines.items()):
-                if len(by_x) < 2:
-                    continue
+            curves = {key: by_x for key, by_x in lines.items() if len(by_x) >= 2}
+            rests = {rest for _, rest in curves}
+            for (t_s, rest), by_x in sorted(curves.items()):
                 xs = sorted(by_x, key=lambda k: position[k])
                 stats = [_stats(by_x[k]) for k in xs]
-                label = time_label(t_s) + (f"; {rest}" if rest else "")
+                label = time_label(t_s) + (f"; {rest}" if len(rests) > 1 else "")
                 ax.errorbar(
                     [position[k] for k in xs],
                     [s["mean"] for s in stats],
@@ -200,7 +223,8 @@ def plot_robustness(rows: Sequence[dict[str, Any]], out_dir: Path) -> list[Path]
             ax.set_xlabel(knob)
             metric = next(r["metric"] for r in rows if r["model"] == model)
             ax.set_ylabel(f"{metric} (mean +- std over chips)", fontsize=8)
-            ax.set_title(f"{model} on {profile}", fontsize=10)
+            fixed = f"\n{next(iter(rests))}" if len(rests) == 1 and next(iter(rests)) else ""
+            ax.set_title(f"{model} on {profile}{fixed}", fontsize=9)
             ax.grid(alpha=0.3)
             if ax.lines:
                 ax.legend(fontsize=7, title="drift time", title_fontsize=7)

@@ -29,7 +29,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -143,7 +143,8 @@ class HILConfig:
     ``momentum``, or ``adam``) at learning rate ``lr``; transfer granularity ``eps =
     granularity_gmax * w_max``; the chip is used at ``t_s`` seconds after programming;
     transfers are write-verified (``verify_transfers``) with ``tolerance_gmax * g_max`` and at
-    most ``max_iterations`` re-writes.
+    most ``max_iterations`` re-writes; ``train_analog`` / ``train_digital`` select the analog
+    weights and the digital parameters (thresholds, biases) that are fine-tuned (ablations).
     """
 
     steps: int = 300
@@ -156,6 +157,8 @@ class HILConfig:
     verify_transfers: bool = True
     tolerance_gmax: float = DEFAULT_TOLERANCE_GMAX
     max_iterations: int = DEFAULT_MAX_ITERATIONS
+    train_analog: bool = True
+    train_digital: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -171,6 +174,8 @@ class HILConfig:
             raise ValueError(f"granularity_gmax: expected in (0, 1], got {self.granularity_gmax}")
         if not (math.isfinite(self.t_s) and self.t_s >= 0):
             raise ValueError(f"t_s: expected a finite time >= 0 s, got {self.t_s}")
+        if not (self.train_analog or self.train_digital):
+            raise ValueError("train_analog/train_digital: expected at least one to be true")
 
 
 @dataclass(frozen=True)
@@ -266,7 +271,13 @@ def hil_finetune(
     for layer in layers:
         layer.drift_to(config.t_s)
     transfers = [MixedPrecisionTransfer(layer, config) for layer in layers]
-    params = [p for p in model.parameters() if p.requires_grad]
+    analog_ids = {id(layer.weight) for layer in layers}
+    params = [
+        p
+        for p in model.parameters()
+        if p.requires_grad
+        and (config.train_analog if id(p) in analog_ids else config.train_digital)
+    ]
     optimizer: torch.optim.Optimizer
     if config.optimizer == "adam":
         optimizer = torch.optim.Adam(params, lr=config.lr)
@@ -327,7 +338,7 @@ def correct_and_evaluate(
     recipe: dict[str, Any],
     profile: str | DeviceProfile,
     method: CorrectionMethod,
-    t_s: float,
+    times: Sequence[float],
     chip_seed: int = 0,
     eval_seed: int = 1,
     hil: HILConfig | None = None,
@@ -337,16 +348,19 @@ def correct_and_evaluate(
     task: HILTask | None = None,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Deploy a copy of ``model`` on chip ``chip_seed``, correct it, score it at ``t_s``.
+    """Deploy a copy of ``model`` on chip ``chip_seed``, correct it, score it at each of ``times``.
 
     ``method``: ``open`` (single-shot programming), ``verify`` (program-and-verify right after
-    programming) or ``hil`` (verify, then HIL fine-tuning at ``hil.t_s``).  The chip is then
-    moved to ``t_s`` (drift, compensation recalibrated) and scored on the test split with a
-    fixed input-encoding seed ``eval_seed``.  Returns the metric, pulses per device and the
-    verify / HIL reports.
+    programming) or ``hil`` (verify, then HIL fine-tuning on the chip at ``hil.t_s``).  The
+    chip is then moved to each time in ``times`` (seconds after programming; drift,
+    compensation recalibrated) and scored on the test split with the fixed input-encoding seed
+    ``eval_seed``.  Returns ``values`` (one score per time), pulses per device and the verify /
+    HIL reports.
     """
     if method not in ("open", "verify", "hil"):
         raise ValueError(f"method: expected open, verify or hil, got {method!r}")
+    if not times:
+        raise ValueError("times: expected at least one evaluation time")
     prof = load_profile(profile)
     family = FAMILIES[recipe["family"]]
     chip = copy.deepcopy(model)
@@ -354,8 +368,9 @@ def correct_and_evaluate(
     result: dict[str, Any] = {
         "method": method,
         "profile": prof.name,
-        "t_s": t_s,
         "chip_seed": chip_seed,
+        "metric": family.metric,
+        "times": [float(t) for t in times],
     }
     if method in ("verify", "hil"):
         result["verify"] = [
@@ -366,14 +381,16 @@ def correct_and_evaluate(
             if layer.crossbar is not None
         ]
     if method == "hil":
-        config = hil if hil is not None else HILConfig(t_s=t_s)
+        config = hil if hil is not None else HILConfig()
         hil_task = task if task is not None else task_for_recipe(recipe, config.batch_size)
         result["hil"] = hil_finetune(chip, hil_task, config, log).to_dict()
-    drift_to(chip, t_s)
-    score = family.evaluate(
-        chip, recipe, torch.Generator().manual_seed(eval_seed), "default", limit
-    )
-    result["metric"] = family.metric
-    result["value"] = score[family.metric]
+    values = []
+    for t_s in times:
+        drift_to(chip, float(t_s))
+        score = family.evaluate(
+            chip, recipe, torch.Generator().manual_seed(eval_seed), "default", limit
+        )
+        values.append(score[family.metric])
+    result["values"] = values
     result.update(_pulse_stats(chip))
     return result

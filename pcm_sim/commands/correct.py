@@ -1,0 +1,153 @@
+"""``pcm-sim correct CHECKPOINT --profile P --method verify|hil --t 1d [--json FILE]``.
+
+Scores a checkpoint at time ``t`` on simulated chips three ways up to the chosen method: open
+loop (single-shot programming), program-and-verify, and program-and-verify plus
+hardware-in-the-loop fine-tuning at ``t`` (``--method hil``); with pulses per device.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+__all__ = ["register"]
+
+LABELS = {"open": "open loop", "verify": "program-and-verify", "hil": "verify + HIL"}
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``correct`` command."""
+    from pcm_sim.crossbar.calibration import DEFAULT_MAX_ITERATIONS, DEFAULT_TOLERANCE_GMAX
+    from pcm_sim.training.hil import HILConfig
+
+    defaults = HILConfig()
+    p = sub.add_parser(
+        "correct", help="program-and-verify and hardware-in-the-loop correction of a checkpoint"
+    )
+    p.add_argument("checkpoint")
+    p.add_argument("--profile", default="pcm_nandakumar2019")
+    p.add_argument("--method", choices=["verify", "hil"], default="verify")
+    p.add_argument("--t", default="1d", help="time after programming, e.g. 1h 1d 1y (default 1d)")
+    p.add_argument("--chips", type=int, default=1, help="chips (seeds seed..seed+chips-1)")
+    p.add_argument("--seed", type=int, default=0, help="first chip seed")
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        default=DEFAULT_TOLERANCE_GMAX,
+        help="verify tolerance as a fraction of g_max",
+    )
+    p.add_argument(
+        "--max-iterations",
+        type=int,
+        default=DEFAULT_MAX_ITERATIONS,
+        help="verify: maximum re-writes per device",
+    )
+    p.add_argument("--steps", type=int, default=defaults.steps, help="HIL optimizer steps")
+    p.add_argument("--lr", type=float, default=defaults.lr, help="HIL learning rate (SGD)")
+    p.add_argument(
+        "--granularity",
+        type=float,
+        default=defaults.granularity_gmax,
+        help="HIL transfer granularity as a fraction of w_max",
+    )
+    p.add_argument("--limit", type=int, default=None, help="score on the first N test samples")
+    p.add_argument("--data-dir", default=None, help="directory of the Fashion-MNIST IDX files")
+    p.add_argument("--json", default=None, help="write the results as JSON")
+    p.set_defaults(handler=_correct)
+
+
+def _correct(args: argparse.Namespace) -> int:
+    import torch
+
+    from pcm_sim.evaluation import parse_time
+    from pcm_sim.families import FAMILIES
+    from pcm_sim.profiles import load_profile
+    from pcm_sim.training.checkpoint import load_checkpoint
+    from pcm_sim.training.hil import (
+        CorrectionMethod,
+        HILConfig,
+        correct_and_evaluate,
+        task_for_recipe,
+    )
+
+    if args.chips < 1:
+        raise ValueError(f"--chips: expected >= 1, got {args.chips}")
+    t_s = parse_time(args.t)
+    profile = load_profile(args.profile)
+    model, payload = load_checkpoint(args.checkpoint)
+    recipe = payload["recipe"]
+    if args.data_dir:
+        recipe["data"]["data_dir"] = args.data_dir
+    family = FAMILIES[recipe["family"]]
+    config = HILConfig(
+        steps=args.steps,
+        lr=args.lr,
+        granularity_gmax=args.granularity,
+        t_s=t_s,
+        tolerance_gmax=args.tolerance,
+        max_iterations=args.max_iterations,
+    )
+    methods: list[CorrectionMethod] = ["open", "verify"]
+    if args.method == "hil":
+        methods.append("hil")
+    task = task_for_recipe(recipe, config.batch_size) if args.method == "hil" else None
+    runs: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
+    for chip in range(args.seed, args.seed + args.chips):
+        for method in methods:
+            runs[method].append(
+                correct_and_evaluate(
+                    model,
+                    recipe,
+                    profile,
+                    method,
+                    [t_s],
+                    chip_seed=chip,
+                    hil=config,
+                    tolerance_gmax=args.tolerance,
+                    max_iterations=args.max_iterations,
+                    limit=args.limit,
+                    task=task,
+                )
+            )
+    software = payload["software"][family.metric]
+    if args.limit:  # score the software model on the same subset as the chips
+        subset = family.evaluate(model, recipe, torch.Generator().manual_seed(1), limit=args.limit)
+        software = subset[family.metric]
+    print(f"{recipe['name']} on {profile.name} at t = {args.t} ({args.chips} chip(s))")
+    print(f"  {'software':<20s} {family.metric} {software:.4f}")
+    summary = {}
+    for name, rows in runs.items():
+        values = [r["values"][0] for r in rows]
+        pulses = statistics.fmean(r["pulses_mean"] for r in rows)
+        pulses_max = max(r["pulses_max"] for r in rows)
+        summary[name] = {
+            "mean": statistics.fmean(values),
+            "per_chip": values,
+            "pulses_mean": pulses,
+            "pulses_max": pulses_max,
+        }
+        print(
+            f"  {LABELS[name]:<20s} {family.metric} {statistics.fmean(values):.4f}"
+            f"   pulses/device {pulses:.3f} (max {pulses_max})"
+        )
+    if args.json:
+        out = Path(args.json)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        result = {
+            "checkpoint": str(args.checkpoint),
+            "recipe": recipe["name"],
+            "profile": profile.name,
+            "t_s": t_s,
+            "metric": family.metric,
+            "software": software,
+            "hil_config": dataclasses.asdict(config),
+            "summary": summary,
+            "runs": runs,
+        }
+        out.write_text(json.dumps(result, indent=2))
+        print(f"wrote {out}")
+    return 0

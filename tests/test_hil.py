@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -15,6 +16,16 @@ from pcm_sim.crossbar.tile import CrossbarArray
 from pcm_sim.physics.pcm import ProgrammedDevices
 from pcm_sim.profiles import load_profile
 from pcm_sim.training.hil import HILConfig, MixedPrecisionTransfer, hil_finetune
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """Small tensors: a second intra-op thread only adds synchronisation on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 
 EXACT_WRITES = {
     "programming.scale": 0.0,

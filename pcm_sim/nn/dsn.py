@@ -54,8 +54,8 @@ __all__ = [
     "DeepSpikingNetwork",
     "ReLUMLP",
     "forward_read",
-    "pulse_read",
     "mvm_transposed",
+    "pulse_read",
     "transposed_read",
 ]
 

@@ -6,9 +6,11 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import pcm_sim
-from pcm_sim.crossbar import periphery
+from pcm_sim.crossbar import mapping, periphery
 from pcm_sim.crossbar.tile import CrossbarArray
 from pcm_sim.profiles import load_profile
 
@@ -210,3 +212,27 @@ def test_bad_inputs_raise_clear_errors() -> None:
         pcm_sim.drift_to(layer, float("nan"))
     with pytest.raises(ValueError, match="finite"):
         CrossbarArray(torch.tensor([[float("nan")]]), load_profile("ideal"), torch.Generator())
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.floats(-5.0, 5.0, allow_nan=False), min_size=1, max_size=24),
+    st.integers(1, 4),
+    st.sampled_from(["layer", "column"]),
+)
+def test_mapping_round_trips_any_weights(values: list[float], devices: int, scaling: str) -> None:
+    """Targets of any weights read back (noiselessly) as w / w_max through the weight cell."""
+    profile = load_profile(
+        "ideal",
+        overrides={
+            "weight_cell.devices_per_polarity": devices,
+            "weight_cell.scaling": scaling,
+            "device.g_min_us": 2.0,
+        },
+    )
+    w = torch.tensor(values, dtype=torch.float64).reshape(-1, 1)
+    w_max = mapping.weight_scale(w, profile)
+    targets = mapping.conductance_targets(w, w_max, profile)
+    assert targets.shape == (2, devices, len(values), 1)
+    assert bool((targets >= 2.0).all()) and bool((targets <= 25.0 + 1e-9).all())
+    torch.testing.assert_close(mapping.normalized_weights(targets, profile) * w_max, w)

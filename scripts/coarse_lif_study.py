@@ -5,8 +5,8 @@ is absent and ``runs/coarse_lif_fmnist/model.pt`` does not exist), then reports:
 
 1. coarse-scale test accuracy with the recipe's ``T`` (4) and with 8-step trains;
 2. transfer to continuous-time LIF neurons (fine step ``dt_s``, one-step refractory period,
-   input spikes at random times within their windows), against the coarse model on the same
-   test images and the same coarse input spikes;
+   exponential current synapses of ``synapse_tau_s``, input spikes at random times within their
+   windows), against the coarse model on the same test images and coarse input spikes;
 3. the coarse model on simulated PCM chips over drift time (and the continuous-time model on
    PCM at one day).
 
@@ -36,6 +36,9 @@ parser.add_argument("--dt", type=float, nargs="+", default=[0.1, 0.05], help="fi
 parser.add_argument("--profile", default="pcm_nandakumar2019")
 parser.add_argument("--chips", type=int, default=3)
 parser.add_argument("--pcm-limit", type=int, default=2000, help="test images on chips")
+parser.add_argument(
+    "--synapse-tau", type=float, default=None, help="override the recipe's synapse_tau_s"
+)
 parser.add_argument("--out", default="runs/coarse_lif_study")
 args = parser.parse_args()
 
@@ -46,6 +49,8 @@ if not path.exists():
     path = train_recipe("coarse_lif_fmnist", path.parent)
 model, payload = load_checkpoint(path)
 recipe = payload["recipe"]
+if args.synapse_tau is not None:
+    recipe["model"]["synapse_tau_s"] = args.synapse_tau
 family = FAMILIES[recipe["family"]]
 seed = int(recipe["training"].get("seed", 0))
 

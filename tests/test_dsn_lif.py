@@ -188,7 +188,7 @@ def test_continuous_lif_hand_trajectory() -> None:
     # two refractory steps at 0; then 0.6 again.
     params = ContinuousLIFParams(tau=1.0, dt_s=0.5, refractory_s=1.0)
     zero = torch.zeros(1, dtype=torch.float64)
-    state = ContinuousLIFState(v=zero, refractory_s=zero)
+    state = ContinuousLIFState(v=zero, refractory_s=zero, pending=zero)
     vs, ss = [], []
     for _ in range(6):
         s, state = continuous_lif_step(torch.full((1,), 0.6, dtype=torch.float64), state, params)
@@ -196,6 +196,22 @@ def test_continuous_lif_hand_trajectory() -> None:
         ss.append(s.item())
     assert ss == [0.0, 0.0, 1.0, 0.0, 0.0, 0.0]
     assert vs == pytest.approx([0.6, 0.9639184, 0.0, 0.0, 0.0, 0.6], abs=1e-6)
+
+
+def test_exponential_synapse_hand_trajectory() -> None:
+    # dt = 0.5, tau_s = 0.5 / ln 2: half the pending charge is delivered per step; no leak
+    # (tau = 1e9). Charge 0.9 at step 1: v = 0.45, 0.675, 0.7875 (0.9 in total as t -> inf).
+    params = ContinuousLIFParams(
+        tau=1e9, dt_s=0.5, refractory_s=0.0, synapse_tau_s=0.5 / math.log(2)
+    )
+    zero = torch.zeros(1, dtype=torch.float64)
+    state = ContinuousLIFState(v=zero, refractory_s=zero, pending=zero)
+    vs = []
+    for charge in (0.9, 0.0, 0.0):
+        _, state = continuous_lif_step(torch.full((1,), charge, dtype=torch.float64), state, params)
+        vs.append(state.v.item())
+    assert vs == pytest.approx([0.45, 0.675, 0.7875], abs=1e-6)
+    assert (state.v + state.pending).item() == pytest.approx(0.9)
 
 
 def test_coarse_coefficients_are_continuous_time_averages() -> None:
@@ -206,7 +222,7 @@ def test_coarse_coefficients_are_continuous_time_averages() -> None:
     coarse = CoarseLIFParams(tau=tau)
     # b: charge x/K on every fine step of one window (uniform arrival times), no spike
     zero = torch.zeros(1, dtype=torch.float64)
-    state = ContinuousLIFState(v=zero, refractory_s=zero)
+    state = ContinuousLIFState(v=zero, refractory_s=zero, pending=zero)
     for _ in range(k):
         _, state = continuous_lif_step(torch.full((1,), x / k, dtype=torch.float64), state, params)
     assert state.v.item() == pytest.approx(coarse.b * x, rel=2e-3)
@@ -215,7 +231,7 @@ def test_coarse_coefficients_are_continuous_time_averages() -> None:
     charge = torch.full((k, 2 * k), x / k, dtype=torch.float64)  # (spike time r, fine step)
     charge[torch.arange(k), torch.arange(k)] = 10.0
     zeros = torch.zeros(k, dtype=torch.float64)
-    state = ContinuousLIFState(v=zeros, refractory_s=zeros)
+    state = ContinuousLIFState(v=zeros, refractory_s=zeros, pending=zeros)
     for step in range(2 * k):
         _, state = continuous_lif_step(charge[:, step], state, params)
     v_end = state.v

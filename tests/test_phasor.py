@@ -114,10 +114,23 @@ def test_encode_hand_computed_steps_and_roundtrip() -> None:
 
 
 def test_layer_shift_value() -> None:
-    params = ResonateFireParams(steps_per_cycle=64, leakage=-0.2)
-    assert layer_shift(params) == pytest.approx(
-        0.5 - math.atan(0.2 / (2 * math.pi)) / math.pi + 2 / 64
-    )
+    # 1/2 - atan(0.2 / 2 pi) / pi = 0.48987 -> 15.68 steps of 2/64 -> 16 steps, + 1 step latency
+    assert layer_shift(ResonateFireParams(steps_per_cycle=64)) == pytest.approx(17 * 2 / 64)
+    # lambda = -2: 1/2 - atan(2 / 2 pi) / pi = 0.40191 -> 6.43 steps of 2/32 -> 6 steps, + 1
+    slow = ResonateFireParams(steps_per_cycle=32, leakage=-2.0)
+    assert layer_shift(slow) == pytest.approx(7 * 2 / 32)
+
+
+def test_boundary_phase_is_minus_one_in_both_modes() -> None:
+    # z = -1 (real, negative): atan2 gives pi; reported as -1, the first phase of a cycle window
+    layer = _linear([[-1.0]], None)
+    assert layer(torch.tensor([[0.0]])).item() == -1.0
+    params = ResonateFireParams(steps_per_cycle=32)
+    x = torch.zeros(1, 1, 1)
+    with torch.no_grad():
+        train = layer.spiking(SpikeTrain(encode_phases(x, 6, params), 0.0), params)
+    first = decode_spikes(train.spikes, params, train.shift)[-1]
+    assert first.item() == pytest.approx(-1.0, abs=1e-6)
 
 
 def test_vectorized_rf_equals_step_reference(gen: torch.Generator) -> None:

@@ -126,6 +126,7 @@ class CoarseLIFFashionFamily:
             tau=float(recipe["model"].get("tau", 2.0)),
             dt_s=float(recipe["data"].get("dt_s", 0.05)),
             refractory_s=float(recipe["model"].get("refractory_s", 1.0)),
+            synapse_tau_s=float(recipe["model"].get("synapse_tau_s", 0.0)),
         )
         timing = torch.Generator().manual_seed(generator.initial_seed() + 1)
         chunk = 1000 if mode == "default" else 100

@@ -21,7 +21,7 @@ uniformly random time ``r`` of window ``t - 1``, the inputs of window ``t`` that
 neuron with a fine time step ``dt`` (the transfer target of a trained coarse network):
 
     refractory:   ``v = 0`` (input ignored) while ``refractory_s > 0``; it decreases by ``dt``
-    otherwise:    ``v ← exp(-dt/tau) v + q``       (``q``: charge of the spikes of this fine step)
+    otherwise:    ``v ← exp(-dt/tau) v + q``       (``q``: charge delivered in this fine step)
     spike:        ``v >= 1`` → ``s = 1``, ``v ← 0``, ``refractory_s ← t_ref``
 
 Shapes: ``x``, ``q``, ``v``, ``s`` are ``(..., units)``.
@@ -120,11 +120,18 @@ def coarse_lif_step(x: Tensor, state: LIFState, params: CoarseLIFParams) -> tupl
 
 @dataclass(frozen=True)
 class ContinuousLIFParams:
-    """``tau``, ``dt_s`` and ``refractory_s`` in coarse time units (``dt_s`` divides a unit)."""
+    """``tau``, ``dt_s``, ``refractory_s``, ``synapse_tau_s`` in coarse time units.
+
+    ``dt_s`` divides a unit.  ``synapse_tau_s = 0``: delta synapses (a spike's charge arrives at
+    once); ``> 0``: exponential current synapses, a spike's charge ``q`` is delivered as the current
+    ``(q / tau_s) exp(-t / tau_s)`` (total ``q``), which averages excitation and inhibition that
+    arrive within ``~tau_s`` of each other, as the coarse model does within a step.
+    """
 
     tau: float = 2.0
     dt_s: float = 0.05
     refractory_s: float = 1.0
+    synapse_tau_s: float = 0.0
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.tau) and self.tau > 0):
@@ -135,6 +142,8 @@ class ContinuousLIFParams:
             raise ValueError(f"dt_s: expected 1/dt_s to be an integer, got dt_s = {self.dt_s}")
         if self.refractory_s < 0:
             raise ValueError(f"refractory_s: expected >= 0, got {self.refractory_s}")
+        if not (math.isfinite(self.synapse_tau_s) and self.synapse_tau_s >= 0):
+            raise ValueError(f"synapse_tau_s: expected >= 0, got {self.synapse_tau_s}")
 
     @property
     def substeps(self) -> int:
@@ -144,23 +153,33 @@ class ContinuousLIFParams:
 
 @dataclass(frozen=True)
 class ContinuousLIFState:
-    """``v``: membrane potential; ``refractory_s``: refractory time left (coarse units)."""
+    """``v``: potential; ``refractory_s``: refractory time left; ``pending``: synaptic charge
+    not yet delivered (0 with delta synapses)."""
 
     v: Tensor
     refractory_s: Tensor
+    pending: Tensor
 
 
 def continuous_lif_step(
     charge: Tensor, state: ContinuousLIFState, params: ContinuousLIFParams
 ) -> tuple[Tensor, ContinuousLIFState]:
-    """One fine step ``dt_s`` of the continuous-time LIF; returns ``(s, new_state)``."""
+    """One fine step ``dt_s`` of the continuous-time LIF; returns ``(s, new_state)``.
+
+    ``charge``: the synaptic charge of the spikes arriving in this step (``W s``).
+    """
+    pending = state.pending + charge
+    if params.synapse_tau_s > 0:
+        delivered = pending * (1.0 - math.exp(-params.dt_s / params.synapse_tau_s))
+    else:
+        delivered = pending
     active = state.refractory_s <= 1e-9 * params.dt_s
-    v = torch.where(active, math.exp(-params.dt_s / params.tau) * state.v + charge, 0.0)
+    v = torch.where(active, math.exp(-params.dt_s / params.tau) * state.v + delivered, 0.0)
     s = (v >= THRESHOLD).to(v.dtype)
     v = v * (1.0 - s)
     left = torch.where(active, 0.0, state.refractory_s - params.dt_s)
     left = torch.where(s > 0, params.refractory_s, left)
-    return s, ContinuousLIFState(v=v, refractory_s=left)
+    return s, ContinuousLIFState(v=v, refractory_s=left, pending=pending - delivered)
 
 
 def refine_spike_train(spikes: Tensor, substeps: int, generator: torch.Generator) -> Tensor:

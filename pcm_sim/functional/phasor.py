@@ -6,7 +6,7 @@ Activations are phases ``x`` in ``[-1, 1]`` (units of pi rad), i.e. unit phasors
 **Atemporal layer** (real weights ``W`` ``(out, in)``, real bias ``b``)::
 
     z_k  = sum_j W_kj e^{i pi x_j} + b_k = (W cos(pi x) + b)_k + i (W sin(pi x))_k
-    x'_k = angle(z_k) / pi = atan2(Im z_k, Re z_k) / pi                  in (-1, 1]
+    x'_k = angle(z_k) / pi = atan2(Im z_k, Re z_k) / pi                  in [-1, 1)
 
 Loss (true class at phase 0.5, others at 0): ``L = 1 - mean cos(pi (yhat - y))``; prediction
 ``argmin_k |yhat_k - 0.5|``.
@@ -32,7 +32,12 @@ eps``, ``eps = atan(-lambda / 2 pi)``.  The output spikes therefore encode the a
 
     delta_out = delta_in + 1/2 - eps / pi + 2 / S                 (:func:`layer_shift`)
 
-so phases are decoded from spike times with a per-layer offset.  With ``lambda < 0`` the spikes of
+so phases are decoded from spike times with a per-layer offset.  The offset is rounded to the
+grid (a multiple of ``2 / S``; the spikes are on the grid anyway), so every layer's cycle windows
+start exactly at a step.  Phase 1 and phase -1 are one angle; outputs report it as -1 (phases in
+``[-1, 1)``) because a spike at the cycle boundary is the *first* of its cycle window, which keeps
+min-pooling over phases and over spike times in agreement (a uniform image background makes
+such boundary phases common).  With ``lambda < 0`` the spikes of
 one cycle are weighted by ``e^{lambda tau}`` (``tau`` the time since the spike), which distorts
 the sum slightly; this, the time grid and the first cycles (before ``z`` settles) are the
 differences between the two modes.
@@ -96,8 +101,8 @@ def phase_to_complex(x: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def complex_to_phase(real: Tensor, imag: Tensor) -> Tensor:
-    """``angle(real + i imag) / pi`` in ``(-1, 1]``."""
-    return torch.atan2(imag, real) / math.pi
+    """``angle(real + i imag) / pi`` in ``[-1, 1)`` (the angle pi is reported as -1)."""
+    return wrap_phase(torch.atan2(imag, real) / math.pi)
 
 
 def phasor_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
@@ -171,9 +176,14 @@ class ResonateFireParams:
 
 
 def layer_shift(params: ResonateFireParams) -> float:
-    """Phase shift added by one resonate-and-fire layer: ``1/2 - atan(-lambda / 2 pi)/pi + 2/S``."""
+    """Phase shift of one R&F layer, ``1/2 - atan(-lambda / 2 pi) / pi + 2/S``, on the grid.
+
+    The first two terms (the peak of ``Im z``) are rounded to a multiple of ``2 / S``; ``2 / S``
+    is the one step of detection latency.
+    """
+    s = params.steps_per_cycle
     eps = math.atan(-params.leakage / (2.0 * math.pi))
-    return 0.5 - eps / math.pi + 2.0 / params.steps_per_cycle
+    return 2.0 * round((0.5 - eps / math.pi) * s / 2.0) / s + 2.0 / s
 
 
 def encode_phases(x: Tensor, cycles: int, params: ResonateFireParams, shift: float = 0.0) -> Tensor:
@@ -291,10 +301,10 @@ def resonate_and_fire(drive: Tensor, params: ResonateFireParams) -> Tensor:
 
 
 def _window_start(params: ResonateFireParams, shift: float) -> int:
-    """First step of a decoding window: the step of phase -1 in a reference shifted by
-    ``shift``, i.e. ``ceil(S shift / 2) mod S``."""
+    """First step of a cycle window: the step nearest to phase -1 in a reference shifted by
+    ``shift``, ``round(S shift / 2) mod S`` (exact for the grid-aligned shifts of layers)."""
     s = params.steps_per_cycle
-    return math.ceil(s * shift / 2.0 - 1e-9) % s
+    return round(s * shift / 2.0) % s
 
 
 def decode_spikes(spikes: Tensor, params: ResonateFireParams, shift: float) -> Tensor:

@@ -104,7 +104,7 @@ class CoarseLIF(nn.Module):
             raise ValueError(f"tau: the transfer keeps tau = {self.params.tau}, got {params.tau}")
         charge = synaptic_drive(self.synapses, x)  # (T*K, B, ...): charge of each fine step
         zeros = torch.zeros_like(charge[0])
-        state = ContinuousLIFState(v=zeros, refractory_s=zeros)
+        state = ContinuousLIFState(v=zeros, refractory_s=zeros, pending=zeros)
         spikes, potentials = [], []
         for k in range(charge.shape[0]):
             s, state = continuous_lif_step(charge[k], state, params)

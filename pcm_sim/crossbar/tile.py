@@ -214,7 +214,11 @@ class CrossbarArray:
             else:
                 y.mul_(1.0 / k).clamp_(-per.output_range, per.output_range)
                 unit = 1.0
-        y = y * (full_scale * unit) if needs_periphery else y
-        out = y.sum(dim=0) if self.n_row_tiles > 1 else y[0]  # (N, out)
-        gain = self.w_max * self.alpha if apply_compensation else self.w_max
-        return (out * gain).reshape(*lead, self.out_features)
+        gain = self.w_max * self.alpha if apply_compensation else self.w_max  # () or (out,)
+        if gain.dim() == 0:  # fold the scalar gain into the small per-sample factor
+            y = y.mul_(full_scale * (unit * gain)) if needs_periphery else y.mul_(gain)
+            out = y.sum(dim=0) if self.n_row_tiles > 1 else y[0]  # (N, out)
+        else:
+            y = y.mul_(full_scale * unit) if needs_periphery else y
+            out = (y.sum(dim=0) if self.n_row_tiles > 1 else y[0]) * gain  # (N, out)
+        return out.reshape(*lead, self.out_features)

@@ -156,7 +156,9 @@ class AnalogLinear(nn.Module):
         if torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad):
             ideal = F.linear(x, self.weight)
             y = ideal + (y - ideal).detach()
-        return y if self.bias is None else y + self.bias
+        if self.bias is None:
+            return y
+        return y + self.bias if torch.is_grad_enabled() else y.add_(self.bias)
 
 
 class AnalogConv2d(nn.Module):

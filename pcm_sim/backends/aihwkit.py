@@ -29,7 +29,7 @@ from torch import Tensor
 
 from pcm_sim.profiles import DeviceProfile, ProfileError, load_profile
 
-__all__ = ["AihwkitTile", "rpu_config_from_profile"]
+__all__ = ["AihwkitTile", "apply_periphery", "rpu_config_from_profile"]
 
 
 def _same_laws(a: DeviceProfile, b: DeviceProfile) -> bool:
@@ -44,6 +44,29 @@ def _resolution(bits: int) -> float:
     return 1.0 / (2**bits - 2) if bits else -1.0
 
 
+def apply_periphery(cfg: Any, profile: DeviceProfile) -> None:
+    """Set an aihwkit RPU config's forward periphery and tile mapping from ``profile``."""
+    from aihwkit.simulator.parameters.enums import BoundManagementType, NoiseManagementType
+
+    per = profile.periphery
+    cfg.forward.inp_res = _resolution(per.dac_bits)
+    cfg.forward.out_res = _resolution(per.adc_bits)
+    cfg.forward.out_bound = per.output_range if per.output_range else -1.0
+    cfg.forward.out_noise = per.output_noise
+    cfg.forward.w_noise = 0.0
+    cfg.forward.bound_management = BoundManagementType.NONE
+    if per.input_policy == "scale":
+        cfg.forward.noise_management = NoiseManagementType.ABS_MAX
+    else:
+        cfg.forward.noise_management = NoiseManagementType.CONSTANT
+        cfg.forward.nm_thres = per.input_range
+    cfg.mapping.max_input_size = profile.tile.rows
+    cfg.mapping.max_output_size = profile.tile.cols
+    cfg.mapping.digital_bias = True
+    cfg.mapping.weight_scaling_omega = 1.0  # weights normalized to max |w| = 1, as ours
+    cfg.mapping.weight_scaling_columnwise = False
+
+
 def rpu_config_from_profile(profile: DeviceProfile) -> Any:
     """The aihwkit ``InferenceRPUConfig`` equivalent to ``profile`` (see module docstring)."""
     from aihwkit.inference import HermesNoiseModel, PCMLikeNoiseModel
@@ -53,7 +76,6 @@ def rpu_config_from_profile(profile: DeviceProfile) -> Any:
     )
     from aihwkit.inference.converter.conductance import SinglePairConductanceConverter
     from aihwkit.simulator.configs import InferenceRPUConfig
-    from aihwkit.simulator.parameters.enums import BoundManagementType, NoiseManagementType
 
     dev = profile.device
     for field, value in [
@@ -72,24 +94,8 @@ def rpu_config_from_profile(profile: DeviceProfile) -> Any:
             "and layer scaling"
         )
     cfg = InferenceRPUConfig()
-    per = profile.periphery
-    cfg.forward.inp_res = _resolution(per.dac_bits)
-    cfg.forward.out_res = _resolution(per.adc_bits)
-    cfg.forward.out_bound = per.output_range if per.output_range else -1.0
-    cfg.forward.out_noise = per.output_noise
-    cfg.forward.w_noise = 0.0
-    cfg.forward.bound_management = BoundManagementType.NONE
-    if per.input_policy == "scale":
-        cfg.forward.noise_management = NoiseManagementType.ABS_MAX
-    else:
-        cfg.forward.noise_management = NoiseManagementType.CONSTANT
-        cfg.forward.nm_thres = per.input_range
+    apply_periphery(cfg, profile)
     cfg.forward.is_perfect = profile.is_ideal
-    cfg.mapping.max_input_size = profile.tile.rows
-    cfg.mapping.max_output_size = profile.tile.cols
-    cfg.mapping.digital_bias = True
-    cfg.mapping.weight_scaling_omega = 1.0  # weights normalized to max |w| = 1, as ours
-    cfg.mapping.weight_scaling_columnwise = False
 
     converter = SinglePairConductanceConverter(g_max=dev.g_max_us, g_min=dev.g_min_us)
     scales = {

@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from pcm_sim.backends.aihwkit import apply_periphery
 from pcm_sim.nn.analog import AnalogLinear, analog_layers
 from pcm_sim.profiles import DeviceProfile, load_profile
 from pcm_sim.training.hil import HILTask
@@ -42,38 +43,17 @@ __all__ = [
 ]
 
 
-def _resolution(bits: int) -> float:
-    return 1.0 / (2**bits - 2) if bits else -1.0
-
-
 def mixed_precision_pcm_config(profile: DeviceProfile, granularity: float = 0.0) -> Any:
     """aihwkit's ``MixedPrecisionPCMPreset`` with the profile's forward periphery and tiles.
 
     ``granularity``: transfer threshold ``eps`` in device weight units (``0``: aihwkit's
     default, the device's ``dw_min``).
     """
-    from aihwkit.simulator.parameters.enums import BoundManagementType, NoiseManagementType
     from aihwkit.simulator.presets.configs import MixedPrecisionPCMPreset
 
     cfg = MixedPrecisionPCMPreset()
     cfg.device.granularity = granularity
-    per = profile.periphery
-    cfg.forward.inp_res = _resolution(per.dac_bits)
-    cfg.forward.out_res = _resolution(per.adc_bits)
-    cfg.forward.out_bound = per.output_range if per.output_range else -1.0
-    cfg.forward.out_noise = per.output_noise
-    cfg.forward.w_noise = 0.0
-    cfg.forward.bound_management = BoundManagementType.NONE
-    if per.input_policy == "scale":
-        cfg.forward.noise_management = NoiseManagementType.ABS_MAX
-    else:
-        cfg.forward.noise_management = NoiseManagementType.CONSTANT
-        cfg.forward.nm_thres = per.input_range
-    cfg.mapping.max_input_size = profile.tile.rows
-    cfg.mapping.max_output_size = profile.tile.cols
-    cfg.mapping.digital_bias = True
-    cfg.mapping.weight_scaling_omega = 1.0
-    cfg.mapping.weight_scaling_columnwise = False
+    apply_periphery(cfg, profile)
     return cfg
 
 

@@ -77,7 +77,7 @@ class CoarseLIFFashionFamily:
             t_s = float(tr.get("hwa_t_s", 86_400.0))
             enable_hwa(model, profile, seed=int(tr.get("seed", 0)) + 101, t_s=t_s)
             log(f"hardware-aware training: weights sampled from {profile} at t = {t_s:g} s")
-        timer, history = EpochTimer(epochs, log), []
+        timer = EpochTimer(epochs, log)
         n_batches = math.ceil(len(images) / batch)
         for epoch in range(1, epochs + 1):
             model.train()
@@ -95,15 +95,9 @@ class CoarseLIFFashionFamily:
                 total_loss += loss.item() * len(idx)
                 correct += int((logits.argmax(-1) == labels[idx]).sum())
             sched.step()
-            row = {
-                "epoch": float(epoch),
-                "loss": total_loss / len(images),
-                "train_accuracy": correct / len(images),
-            }
-            history.append(row)
-            timer.report(epoch, loss=row["loss"], train_accuracy=row["train_accuracy"])
+            timer.record(epoch, loss=total_loss / len(images), train_accuracy=correct / len(images))
         enable_hwa(model, None, seed=0)
-        return history
+        return timer.history
 
     @torch.no_grad()
     def evaluate(

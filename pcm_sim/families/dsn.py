@@ -82,16 +82,15 @@ class DSNFashionFamily:
         epochs, batch = int(tr["epochs"]), int(tr["batch_size"])
         opt = torch.optim.Adam(model.parameters(), lr=float(tr["lr"]))
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
-        timer, history = EpochTimer(epochs, log), []
+        timer = EpochTimer(epochs, log)
         for epoch in range(1, epochs + 1):
             order = torch.randperm(len(images), generator=generator)
             row = fit_dsn_epoch(
                 model, opt, images, labels, order, batch, tr.get("progress", True), f"epoch {epoch}"
             )
             sched.step()
-            history.append({"epoch": float(epoch), **row})
-            timer.report(epoch, **row)
-        return history
+            timer.record(epoch, **row)
+        return timer.history
 
     @torch.no_grad()
     def evaluate(

@@ -159,7 +159,7 @@ class PhasorFashionFamily:
             t_s = float(tr.get("hwa_t_s", 86_400.0))
             enable_hwa(model, tr["hwa_profile"], seed=int(tr.get("seed", 0)) + 101, t_s=t_s)
             log(f"hardware-aware training: weights drawn from {tr['hwa_profile']} at t = {t_s:g} s")
-        timer, history = EpochTimer(epochs, log), []
+        timer = EpochTimer(epochs, log)
         n_batches = math.ceil(len(images) / batch)
         for epoch in range(1, epochs + 1):
             model.train()
@@ -177,15 +177,9 @@ class PhasorFashionFamily:
                 total_loss += float(loss.detach()) * len(idx)
                 correct += int((predict_classes(yhat.detach()) == labels[idx]).sum())
             sched.step()
-            row = {
-                "epoch": float(epoch),
-                "loss": total_loss / len(images),
-                "train_accuracy": correct / len(images),
-            }
-            history.append(row)
-            timer.report(epoch, loss=row["loss"], train_accuracy=row["train_accuracy"])
+            timer.record(epoch, loss=total_loss / len(images), train_accuracy=correct / len(images))
         enable_hwa(model, None, seed=0)
-        return history
+        return timer.history
 
     @torch.no_grad()
     def evaluate(

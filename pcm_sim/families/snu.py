@@ -115,7 +115,7 @@ class SNUFashionFamily:
         opt = torch.optim.Adam(model.parameters(), lr=float(tr["lr"]))
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
         _hwa(model, recipe, log)
-        timer, history = EpochTimer(epochs, log), []
+        timer = EpochTimer(epochs, log)
         n_batches = math.ceil(len(images) / batch)
         for epoch in range(1, epochs + 1):
             model.train()
@@ -134,15 +134,9 @@ class SNUFashionFamily:
                 total_loss += float(loss.detach()) * len(idx)
                 correct += int((logits.argmax(-1) == labels[idx]).sum())
             sched.step()
-            row = {
-                "epoch": float(epoch),
-                "loss": total_loss / len(images),
-                "train_accuracy": correct / len(images),
-            }
-            history.append(row)
-            timer.report(epoch, loss=row["loss"], train_accuracy=row["train_accuracy"])
+            timer.record(epoch, loss=total_loss / len(images), train_accuracy=correct / len(images))
         enable_hwa(model, None, seed=0)
-        return history
+        return timer.history
 
     @torch.no_grad()
     def evaluate(
@@ -180,7 +174,7 @@ def fit_sequence_model(
     epochs, batch = int(tr["epochs"]), int(tr["batch_size"])
     opt = torch.optim.Adam(model.parameters(), lr=float(tr["lr"]))
     _hwa(model, recipe, log)
-    timer, history = EpochTimer(epochs, log), []
+    timer = EpochTimer(epochs, log)
     n_batches = math.ceil(len(seqs) / batch)
     for epoch in range(1, epochs + 1):
         model.train()
@@ -198,10 +192,9 @@ def fit_sequence_model(
             opt.step()
             n = float(b.mask.sum())
             total, frames = total + float(loss.detach()) * n, frames + n
-        history.append({"epoch": float(epoch), "train_nll": total / frames})
-        timer.report(epoch, train_nll=total / frames)
+        timer.record(epoch, train_nll=total / frames)
     enable_hwa(model, None, seed=0)
-    return history
+    return timer.history
 
 
 @torch.no_grad()

@@ -21,15 +21,17 @@ def progress(items: Iterable[T], total: int, desc: str, enabled: bool = True) ->
 
 
 class EpochTimer:
-    """Formats one line per epoch with the ETA of the remaining epochs."""
+    """Keeps the per-epoch history and logs one line per epoch with the ETA of the rest."""
 
     def __init__(self, epochs: int, log: Callable[[str], None]) -> None:
         self.epochs = epochs
         self.log = log
         self.start = time.perf_counter()
+        self.history: list[dict[str, float]] = []
 
-    def report(self, epoch: int, **metrics: float) -> None:
-        """Log ``epoch i/n  name value ...  elapsed  eta`` for the finished 1-based ``epoch``."""
+    def record(self, epoch: int, **metrics: float) -> None:
+        """Append ``{"epoch": epoch, **metrics}`` and log ``epoch i/n  name value ...  eta``."""
+        self.history.append({"epoch": float(epoch), **metrics})
         elapsed = time.perf_counter() - self.start
         eta = elapsed / epoch * (self.epochs - epoch)
         parts = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())

@@ -1,50 +1,70 @@
-"""sSNU vs LSTM on Bach-chorale next-frame prediction, then the sSNU on PCM over drift time.
+"""sSNU vs LSTM on Bach-chorale next-frame prediction, then the sSNUs on PCM over drift time.
 
-Trains ``ssnu_chorales`` and ``lstm_chorales`` with the same budget (epochs, batch size, learning
-rate; from their recipes or ``--epochs``), reports their test NLL (nats per frame, summed over
-88 keys), and evaluates the sSNU on ``--profile`` chips from 1 minute to 1 year.
+Trains ``ssnu_chorales`` (88-150-88, the published PCM size), ``ssnu_rec_chorales`` (88-97-88
+with a recurrent matrix, the same synapse budget) and ``lstm_chorales`` with the same budget
+(epochs, batch size, learning rate) for each seed of ``--seeds``, reports their validation and
+test NLL (nats per frame, summed over 88 keys) as mean and standard deviation over seeds, and
+evaluates the first seed's sSNUs on ``--chips`` chips of ``--profile`` from 1 minute to 1 year.
 
-    python scripts/chorales_study.py --out runs/chorales [--epochs N] [--chips 5]
+    python scripts/chorales_study.py --out runs/chorales [--seeds 0 1 2] [--chips 5]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 from pathlib import Path
+from typing import Any
 
 from pcm_sim.evaluation import DEFAULT_TIMES, evaluate_on_chips
+from pcm_sim.families.snu import evaluate_sequence_model
 from pcm_sim.training.checkpoint import load_checkpoint, train_recipe
+
+RECIPES = ("ssnu_chorales", "ssnu_rec_chorales", "lstm_chorales")
+SPIKING = ("ssnu_chorales", "ssnu_rec_chorales")
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--out", default="runs/chorales")
-parser.add_argument("--epochs", type=int, default=None)
+parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
 parser.add_argument("--chips", type=int, default=5)
 parser.add_argument("--profile", default="pcm_nandakumar2019")
 args = parser.parse_args()
 out = Path(args.out)
-overrides = {"epochs": args.epochs} if args.epochs else {}
 
-report: dict[str, object] = {"profile": args.profile, "chips": args.chips}
-for recipe in ("ssnu_chorales", "lstm_chorales"):
-    ckpt = train_recipe(recipe, out / recipe, overrides)
-    _, payload = load_checkpoint(ckpt)
+
+def summary(values: list[float]) -> dict[str, Any]:
+    """Mean, sample standard deviation (0 for one value) and the values."""
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return {"mean": statistics.fmean(values), "std": std, "values": values}
+
+
+report: dict[str, Any] = {"profile": args.profile, "chips": args.chips, "seeds": args.seeds}
+for recipe in RECIPES:
+    valid, test, seconds = [], [], []
+    for seed in args.seeds:
+        ckpt = train_recipe(recipe, out / f"{recipe}_seed{seed}", {"seed": seed, "progress": False})
+        model, payload = load_checkpoint(ckpt)
+        valid.append(evaluate_sequence_model(model, payload["recipe"], "valid")["nll"])
+        test.append(payload["software"]["nll"])
+        seconds.append(payload["train_seconds"])
     report[recipe] = {
-        "test_nll": payload["software"]["nll"],
+        "valid_nll": summary(valid),
+        "test_nll": summary(test),
         "epochs": payload["recipe"]["training"]["epochs"],
-        "train_seconds": payload["train_seconds"],
+        "lr": payload["recipe"]["training"]["lr"],
+        "train_seconds": summary(seconds),
         "parameters": sum(p.numel() for p in payload["state_dict"].values()),
     }
+    print(f"{recipe}: test NLL {report[recipe]['test_nll']}", flush=True)
 
-model, payload = load_checkpoint(out / "ssnu_chorales" / "model.pt")
-pcm = evaluate_on_chips(model, payload["recipe"], args.profile, DEFAULT_TIMES, args.chips)
-report["ssnu_on_pcm"] = pcm
-print(f"sSNU software test NLL {report['ssnu_chorales']['test_nll']:.3f}")  # type: ignore[index]
-print(f"LSTM software test NLL {report['lstm_chorales']['test_nll']:.3f}")  # type: ignore[index]
-for row in pcm["rows"]:
-    print(
-        f"sSNU on {args.profile} at {row['label']:>8s}: NLL {row['mean']:.3f} +- {row['std']:.3f}"
-    )
+for recipe in SPIKING:
+    model, payload = load_checkpoint(out / f"{recipe}_seed{args.seeds[0]}" / "model.pt")
+    pcm = evaluate_on_chips(model, payload["recipe"], args.profile, DEFAULT_TIMES, args.chips)
+    report[f"{recipe}_on_pcm"] = pcm
+    for row in pcm["rows"]:
+        mean, std = row["mean"], row["std"]
+        print(f"{recipe} on {args.profile} at {row['label']:>8s}: {mean:.3f} +- {std:.3f}")
 out.mkdir(parents=True, exist_ok=True)
 (out / "report.json").write_text(json.dumps(report, indent=2))
 print(f"wrote {out / 'report.json'}")

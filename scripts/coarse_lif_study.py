@@ -6,7 +6,9 @@ is absent and ``runs/coarse_lif_fmnist/model.pt`` does not exist), then reports:
 1. coarse-scale test accuracy with the recipe's ``T`` (4) and with 8-step trains;
 2. transfer to continuous-time LIF neurons (fine step ``dt_s``, one-step refractory period,
    exponential current synapses of ``synapse_tau_s``, input spikes at random times within their
-   windows), against the coarse model on the same test images and coarse input spikes;
+   windows), against the coarse model on the same test images and coarse input spikes; and the
+   transfer loss as the input arrival times shrink from the whole window to its start
+   (``--jitter``: how precisely timed the input must be for the coarse model to hold);
 3. the coarse model on simulated PCM chips over drift time (and the continuous-time model on
    PCM at one day).
 
@@ -33,6 +35,13 @@ parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--checkpoint", default="runs/coarse_lif_fmnist/model.pt")
 parser.add_argument("--transfer-limit", type=int, default=2000, help="test images for transfer")
 parser.add_argument("--dt", type=float, nargs="+", default=[0.1, 0.05], help="fine steps")
+parser.add_argument(
+    "--jitter",
+    type=float,
+    nargs="+",
+    default=[1.0, 0.5, 0.2, 0.0],
+    help="input arrival spread (fraction of a window) for the transfer at the first --dt",
+)
 parser.add_argument("--profile", default="pcm_nandakumar2019")
 parser.add_argument("--chips", type=int, default=3)
 parser.add_argument("--pcm-limit", type=int, default=2000, help="test images on chips")
@@ -93,6 +102,23 @@ for dt in args.dt:
     )
     print(f"transfer dt={dt}: {transfer[-1]}", flush=True)
 results["transfer"] = {"images": args.transfer_limit, "rows": transfer}
+
+jitter_rows = []
+for jitter in args.jitter:
+    spread = copy.deepcopy(recipe)
+    spread["data"]["dt_s"] = args.dt[0]
+    spread["data"]["input_jitter"] = jitter
+    acc = score("continuous", spread, args.transfer_limit)
+    jitter_rows.append(
+        {
+            "dt_s": args.dt[0],
+            "input_jitter": jitter,
+            "continuous_accuracy": acc,
+            "loss_pp": 100.0 * (coarse_subset - acc),
+        }
+    )
+    print(f"transfer jitter={jitter}: {jitter_rows[-1]}", flush=True)
+results["transfer_vs_input_jitter"] = jitter_rows
 
 results["pcm"] = evaluate_on_chips(
     model,

@@ -245,6 +245,17 @@ def test_refine_spike_train_keeps_each_spike_in_its_window(gen: torch.Generator)
     assert torch.equal(fine.reshape(4, 20, 3, 10).sum(1), coarse)
 
 
+def test_refine_spike_train_jitter_limits_arrival_times(gen: torch.Generator) -> None:
+    coarse = (torch.rand(4, 3, 10, generator=gen) < 0.5).float()
+    fine = refine_spike_train(coarse, 20, gen, jitter=0.25).reshape(4, 20, 3, 10)
+    assert torch.equal(fine.sum(1), coarse)
+    assert fine[:, 5:].sum() == 0 and fine[:, :5].sum() == coarse.sum()  # first 5 of 20 steps
+    synchronous = refine_spike_train(coarse, 20, gen, jitter=0.0).reshape(4, 20, 3, 10)
+    assert torch.equal(synchronous[:, 0], coarse)
+    with pytest.raises(ValueError, match="jitter"):
+        refine_spike_train(coarse, 20, gen, jitter=1.5)
+
+
 def test_conv_fast_path_matches_im2col(gen: torch.Generator) -> None:
     torch.manual_seed(0)
     conv = AnalogConv2d(3, 5, 5, padding=2, bias=False, binary_input=True)

@@ -11,6 +11,7 @@ import torch
 from pcm_sim.evaluation import evaluate_on_chips
 from pcm_sim.families import FAMILIES
 from pcm_sim.functional.snu import SNUParams, SNUState, heaviside_tanh, snu_step
+from pcm_sim.nn.snu import SNULayer
 from pcm_sim.training.checkpoint import CheckpointError, load_checkpoint, train_recipe
 
 
@@ -51,6 +52,28 @@ def test_leaky_relu_and_lateral_inhibition() -> None:
     params = SNUParams(decay=0.8, lateral_inhibition=True)
     _, new = snu_step(torch.zeros(1, 2), state, torch.tensor([-1.0, -1.0]), params)
     assert new.s.tolist() == [[0.0, 0.0]]
+
+
+def test_per_unit_decay_matches_hand_computed_values() -> None:
+    # two units, decays 0.5 and 0.9, no spike yet: s_1 = relu(a + l s_0)
+    state = SNUState(s=torch.tensor([[1.0, 1.0]]), y=torch.tensor([[0.0, 0.0]]))
+    decay = torch.tensor([0.5, 0.9])
+    _, new = snu_step(
+        torch.tensor([[0.2, 0.2]]), state, torch.tensor([-1.0, -1.0]), SNUParams(), decay
+    )
+    torch.testing.assert_close(new.s, torch.tensor([[0.7, 1.1]]))
+
+
+def test_trainable_decay_starts_at_decay_and_learns() -> None:
+    torch.manual_seed(0)
+    layer = SNULayer(3, 2, soft=True, decay=0.8, trainable_decay=True)
+    assert layer.decay_logit is not None
+    torch.testing.assert_close(torch.sigmoid(layer.decay_logit), torch.full((2,), 0.8))
+    y, _ = layer(torch.rand(5, 4, 3))
+    y.sum().backward()
+    assert layer.decay_logit.grad is not None and layer.decay_logit.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="decay"):
+        SNULayer(3, 2, decay=0.0, trainable_decay=True)
 
 
 def test_step_gradient_is_tanh_derivative() -> None:

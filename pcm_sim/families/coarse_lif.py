@@ -8,8 +8,9 @@ with the surrogate gradient ``beta σ(beta(v-1))(1 - σ(beta(v-1)))``, cross-ent
 
 Evaluation modes: ``default`` runs the coarse-scale model; ``continuous`` runs the same synapses
 with continuous-time LIF neurons on a fine grid of ``dt_s`` (each input spike placed at a
-uniformly random fine step of its window, refractory period one coarse step), from the same
-coarse input spikes as ``default`` for a given generator.
+uniformly random fine step of its window, or of its first ``data.input_jitter`` fraction;
+refractory period one coarse step), from the same coarse input spikes as ``default`` for a given
+generator.
 """
 
 from __future__ import annotations
@@ -122,6 +123,7 @@ class CoarseLIFFashionFamily:
             refractory_s=float(recipe["model"].get("refractory_s", 1.0)),
             synapse_tau_s=float(recipe["model"].get("synapse_tau_s", 0.0)),
         )
+        jitter = float(recipe["data"].get("input_jitter", 1.0))
         timing = torch.Generator().manual_seed(generator.initial_seed() + 1)
         chunk = 1000 if mode == "default" else 100
         correct = 0
@@ -130,7 +132,7 @@ class CoarseLIFFashionFamily:
             if mode == "default":
                 logits = model(spikes)
             else:
-                fine = refine_spike_train(spikes, params.substeps, timing)
+                fine = refine_spike_train(spikes, params.substeps, timing, jitter)
                 logits = model.forward_continuous(fine, params)
             correct += int((logits.argmax(-1) == labels[start : start + chunk]).sum())
         return {"accuracy": correct / len(images)}

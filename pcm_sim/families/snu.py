@@ -60,15 +60,45 @@ class SSNUSequence(nn.Module):
     """sSNU next-frame predictor ``keys -> hidden (sSNU) -> keys (sSNU logits)``.
 
     ``output_bias`` initialises the output thresholds near the logit of the base rate of active
-    keys (about 4.5 % of keys sound in a chorale frame: logit(0.045) = -3.05).
+    keys (about 4.5 % of keys sound in a chorale frame: logit(0.045) = -3.05).  ``hidden_leak``
+    and ``output_leak`` are the slopes of ``g`` (leaky ReLU) below zero: with a plain ReLU an
+    output logit ``g(.) + b`` can never fall below its threshold ``b``, so the network could not
+    say that a key is *less* likely than its base rate.  ``trainable_decay`` learns one
+    ``l(tau)`` per unit, starting at ``decay``.  ``recurrent`` adds the hidden-to-hidden matrix
+    ``H`` (``hidden x hidden`` weights on their own crossbar, read once per step).
     """
 
     def __init__(
-        self, keys: int = 88, hidden: int = 150, decay: float = 0.8, output_bias: float = -3.0
+        self,
+        keys: int = 88,
+        hidden: int = 150,
+        decay: float = 0.8,
+        output_bias: float = -3.0,
+        hidden_leak: float = 0.0,
+        output_leak: float = 0.0,
+        trainable_decay: bool = False,
+        recurrent: bool = False,
     ) -> None:
         super().__init__()
-        self.hidden = SNULayer(keys, hidden, soft=True, decay=decay, binary_input=True)
-        self.output = SNULayer(hidden, keys, soft=True, decay=decay, threshold_init=output_bias)
+        self.hidden = SNULayer(
+            keys,
+            hidden,
+            soft=True,
+            decay=decay,
+            leak=hidden_leak,
+            recurrent=recurrent,
+            binary_input=True,
+            trainable_decay=trainable_decay,
+        )
+        self.output = SNULayer(
+            hidden,
+            keys,
+            soft=True,
+            decay=decay,
+            threshold_init=output_bias,
+            leak=output_leak,
+            trainable_decay=trainable_decay,
+        )
 
     def forward(self, frames: Tensor) -> Tensor:
         """``(T, B, 88)`` frames -> ``(T, B, 88)`` logits of the next frame."""
@@ -229,6 +259,10 @@ class SNUChoralesFamily:
             int(m["hidden"]),
             float(m.get("decay", 0.8)),
             float(m.get("output_bias", -3.0)),
+            float(m.get("hidden_leak", 0.0)),
+            float(m.get("output_leak", 0.0)),
+            bool(m.get("trainable_decay", False)),
+            bool(m.get("recurrent", False)),
         )
 
     def fit(

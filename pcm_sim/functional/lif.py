@@ -182,16 +182,24 @@ def continuous_lif_step(
     return s, ContinuousLIFState(v=v, refractory_s=left, pending=pending - delivered)
 
 
-def refine_spike_train(spikes: Tensor, substeps: int, generator: torch.Generator) -> Tensor:
+def refine_spike_train(
+    spikes: Tensor, substeps: int, generator: torch.Generator, jitter: float = 1.0
+) -> Tensor:
     """Place each spike of a coarse train ``(T, ...)`` at a random fine step of its window.
 
-    Returns ``(T * substeps, ...)``; each coarse spike lands on one of its window's ``substeps``.
+    Returns ``(T * substeps, ...)``.  ``jitter`` in ``[0, 1]`` is the fraction of the window over
+    which the arrival times spread: a spike lands on one of the first
+    ``max(1, round(jitter * substeps))`` fine steps, uniformly (1: anywhere in the window, as the
+    coarse model assumes; 0: all spikes at the window's start, synchronous input).
     """
     if substeps < 1:
         raise ValueError(f"substeps: expected >= 1, got {substeps}")
+    if not 0.0 <= jitter <= 1.0:
+        raise ValueError(f"jitter: expected a fraction of the window in [0, 1], got {jitter}")
+    slots = max(1, round(jitter * substeps))
     steps = spikes.shape[0]
     slot = torch.randint(
-        0, substeps, spikes.shape, generator=generator, device=spikes.device
+        0, slots, spikes.shape, generator=generator, device=spikes.device
     )  # (T, ...)
     one_hot = torch.nn.functional.one_hot(slot, substeps).to(spikes.dtype)  # (T, ..., K)
     fine = one_hot * spikes.unsqueeze(-1)  # (T, ..., K)

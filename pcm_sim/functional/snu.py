@@ -5,7 +5,8 @@ For synaptic input ``a_t = W x_t [+ H y_{t-1}]`` (computed by the caller on a cr
     ``s_t = g(a_t + l(tau) * s_{t-1} * (1 - r_{t-1}))``      membrane state
     ``y_t = h(s_t + b)``                                   output
 
-``g`` is ReLU (or leaky ReLU with slope ``leak``), ``l(tau)`` the membrane decay (0.8-0.9),
+``g`` is ReLU (or leaky ReLU with slope ``leak``), ``l(tau)`` the membrane decay (0.8-0.9;
+a scalar, or one value per unit when the decays are trained),
 ``b`` a trainable threshold (about -1, i.e. spike when ``s > 1``).  SNU: ``h`` is the Heaviside
 step whose gradient is taken as ``1 - tanh(v)^2``; sSNU: ``h`` is the sigmoid.  The reset
 signal ``r`` is ``y`` itself, or the layer's maximum output with lateral inhibition.
@@ -67,13 +68,21 @@ class SNUState:
 
 
 def snu_step(
-    synaptic_input: Tensor, state: SNUState, threshold: Tensor, params: SNUParams
+    synaptic_input: Tensor,
+    state: SNUState,
+    threshold: Tensor,
+    params: SNUParams,
+    decay: Tensor | None = None,
 ) -> tuple[Tensor, SNUState]:
-    """One SNU time step; returns ``(y_t, SNUState(s_t, y_t))``."""
+    """One SNU time step; returns ``(y_t, SNUState(s_t, y_t))``.
+
+    ``decay``: per-unit ``l(tau)`` ``(units,)`` in ``(0, 1)``; ``None`` uses ``params.decay``.
+    """
     reset = state.y
     if params.lateral_inhibition:
         reset = state.y.amax(dim=-1, keepdim=True)
-    pre = synaptic_input + params.decay * state.s * (1.0 - reset)
+    l_tau = params.decay if decay is None else decay
+    pre = synaptic_input + l_tau * state.s * (1.0 - reset)
     s = torch.nn.functional.leaky_relu(pre, params.leak) if params.leak else torch.relu(pre)
     v = s + threshold
     y = torch.sigmoid(v) if params.soft else heaviside_tanh(v)

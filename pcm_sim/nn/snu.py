@@ -7,6 +7,8 @@ through the crossbar in one call of shape ``(T, B, in)``; only the recurrent ter
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -27,6 +29,8 @@ class SNULayer(nn.Module):
         recurrent: add a recurrent matrix ``H`` (``out x out``, no bias).
         binary_input: the layer's inputs are spikes (no DAC on the crossbar).
         lateral_inhibition: reset by the layer's maximum output.
+        trainable_decay: learn one ``l(tau) = σ(θ)`` per unit, starting at ``decay`` (the units
+            then span several membrane time constants).
     """
 
     def __init__(
@@ -41,8 +45,11 @@ class SNULayer(nn.Module):
         binary_input: bool = False,
         lateral_inhibition: bool = False,
         profile: str | DeviceProfile | None = None,
+        trainable_decay: bool = False,
     ) -> None:
         super().__init__()
+        if trainable_decay and not 0.0 < decay < 1.0:
+            raise ValueError(f"decay: a trainable l(tau) starts in (0, 1), got {decay}")
         self.params = SNUParams(
             decay=decay, soft=soft, leak=leak, lateral_inhibition=lateral_inhibition
         )
@@ -57,6 +64,11 @@ class SNULayer(nn.Module):
             else None
         )
         self.threshold = nn.Parameter(torch.full((out_features,), float(threshold_init)))
+        self.decay_logit = (
+            nn.Parameter(torch.full((out_features,), math.log(decay / (1.0 - decay))))
+            if trainable_decay
+            else None
+        )
         self.out_features = out_features
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -67,12 +79,13 @@ class SNULayer(nn.Module):
         steps, batch = x.shape[:2]
         zeros = drive.new_zeros(batch, self.out_features)
         state = SNUState(s=zeros, y=zeros)
+        decay = None if self.decay_logit is None else torch.sigmoid(self.decay_logit)
         outputs, potentials = [], []
         for t in range(steps):
             a_t = drive[t]
             if self.recurrent is not None:
                 a_t = a_t + self.recurrent(state.y)
-            y, state = snu_step(a_t, state, self.threshold, self.params)
+            y, state = snu_step(a_t, state, self.threshold, self.params, decay)
             outputs.append(y)
             potentials.append(state.s + self.threshold)
         return torch.stack(outputs), torch.stack(potentials)

@@ -112,8 +112,11 @@ def _hwa(model: nn.Module, recipe: dict[str, Any], log: ProgressFn) -> None:
     profile = training.get("hwa_profile")
     if profile:
         t_s = float(training.get("hwa_t_s", 86_400.0))
-        enable_hwa(model, profile, seed=int(training.get("seed", 0)) + 101, t_s=t_s)
-        log(f"hardware-aware training: weights sampled from {profile} at t = {t_s:g} s")
+        output_noise = bool(training.get("hwa_output_noise", False))
+        seed = int(training.get("seed", 0)) + 101
+        enable_hwa(model, profile, seed=seed, t_s=t_s, output_noise=output_noise)
+        extra = " plus output noise on every MVM" if output_noise else ""
+        log(f"hardware-aware training: weights sampled from {profile} at t = {t_s:g} s{extra}")
 
 
 class SNUFashionFamily:

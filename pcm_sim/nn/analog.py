@@ -6,7 +6,10 @@ A layer has three modes:
   hardware-aware noise injection (:func:`enable_hwa`) replaces ``W`` by one fresh sample of the
   weights the profile's chip would realise at ``t_hwa`` (programming noise, drift and its spread,
   1/f read noise, faults, global compensation) with the gradient of the clean weights
-  (``W_noisy = W + (W_sample - W).detach()``);
+  (``W_noisy = W + (W_sample - W).detach()``); optionally also the periphery's output noise
+  on every MVM, ``y += out_noise * sqrt(n_tiles) * w_max * s * N(0, 1)`` with ``s`` the DAC full
+  scale of the input vector (``max |x|`` under the ``scale`` policy, ``input_range`` under
+  ``clip``, 1 for spikes), as the crossbar adds it (see :mod:`pcm_sim.crossbar.tile`);
 * analog, ``backend="pcm-sim"``: the weights are programmed onto a :class:`CrossbarArray`;
 * analog, ``backend="aihwkit"``: the weights are programmed onto aihwkit inference tiles built
   from the same profile.
@@ -17,7 +20,9 @@ with the difference detached, so training through the chip (hardware in the loop
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from typing import Any, Literal
 
 import torch
@@ -75,6 +80,8 @@ class AnalogLinear(nn.Module):
         self.aihwkit_layer: Any = None
         self.hwa_generator: torch.Generator | None = None
         self.hwa_t_s = 0.0
+        self.hwa_output_noise = False
+        self._held_hwa_weight: Tensor | None = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -137,6 +144,36 @@ class AnalogLinear(nn.Module):
             sample = (w_chip * w_max).t()  # (out, in)
         return self.weight + (sample - self.weight).detach()
 
+    @contextlib.contextmanager
+    def held_hwa_sample(self) -> Iterator[None]:
+        """Within the context, training forwards reuse one HWA weight sample.
+
+        For layers read once per time step (a recurrent matrix): every read of a sequence sees the
+        same chip, as on hardware, instead of a fresh chip per step.
+        """
+        if self.training and self.hwa_generator is not None and not self.is_analog:
+            self._held_hwa_weight = self._hwa_weight()
+        try:
+            yield
+        finally:
+            self._held_hwa_weight = None
+
+    def _hwa_output_noise(self, x: Tensor, shape: torch.Size) -> Tensor:
+        """One draw of the periphery's output noise for outputs of ``shape`` (see module doc)."""
+        assert self.profile is not None and self.hwa_generator is not None
+        per = self.profile.periphery
+        w_max = mapping.weight_scale(self.weight.detach().t(), self.profile)  # () or (out,)
+        if self.binary_input:
+            full_scale: Tensor | float = 1.0
+        elif per.input_policy == "scale":
+            full_scale = x.detach().abs().amax(dim=-1, keepdim=True).clamp(min=1e-12)
+        else:
+            full_scale = per.input_range
+        tiles = math.ceil(self.in_features / self.profile.tile.rows)
+        std = per.output_noise * math.sqrt(tiles) * w_max * full_scale
+        z = torch.randn(shape, generator=self.hwa_generator, device=x.device, dtype=x.dtype)
+        return std * z
+
     def forward(self, x: Tensor) -> Tensor:
         """``(..., in) -> (..., out)``."""
         if x.shape[-1] != self.in_features:
@@ -145,9 +182,13 @@ class AnalogLinear(nn.Module):
             )
         if not self.is_analog:
             weight: Tensor = self.weight
-            if self.training and self.hwa_generator is not None:
-                weight = self._hwa_weight()
-            return F.linear(x, weight, self.bias)
+            if not (self.training and self.hwa_generator is not None):
+                return F.linear(x, weight, self.bias)
+            held = self._held_hwa_weight
+            y_hwa = F.linear(x, held if held is not None else self._hwa_weight(), self.bias)
+            if self.hwa_output_noise and self.profile is not None:
+                y_hwa = y_hwa + self._hwa_output_noise(x, y_hwa.shape)
+            return y_hwa
         if self.crossbar is not None:
             y = self.crossbar.mvm(x.detach(), binary_input=self.binary_input)
         else:
@@ -252,11 +293,16 @@ def drift_to(module: nn.Module, t_seconds: float) -> nn.Module:
 
 
 def enable_hwa(
-    module: nn.Module, profile: str | DeviceProfile | None, seed: int, t_s: float = 86_400.0
+    module: nn.Module,
+    profile: str | DeviceProfile | None,
+    seed: int,
+    t_s: float = 86_400.0,
+    output_noise: bool = False,
 ) -> None:
     """Turn on hardware-aware noise injection (per training forward) for every analog layer.
 
-    ``profile=None`` turns it off.  Weights are sampled as the chip would realise them at ``t_s``.
+    ``profile=None`` turns it off.  Weights are sampled as the chip would realise them at ``t_s``;
+    ``output_noise`` also adds the profile's periphery output noise to every MVM.
     """
     prof = load_profile(profile) if profile is not None else None
     for index, layer in enumerate(analog_layers(module)):
@@ -265,6 +311,7 @@ def enable_hwa(
             continue
         layer.profile = prof
         layer.hwa_t_s = t_s
+        layer.hwa_output_noise = output_noise
         layer.hwa_generator = torch.Generator(device=layer.weight.device).manual_seed(
             _layer_seed(seed, index)
         )

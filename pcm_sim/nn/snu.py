@@ -7,6 +7,7 @@ through the crossbar in one call of shape ``(T, B, in)``; only the recurrent ter
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -80,14 +81,16 @@ class SNULayer(nn.Module):
         zeros = drive.new_zeros(batch, self.out_features)
         state = SNUState(s=zeros, y=zeros)
         decay = None if self.decay_logit is None else torch.sigmoid(self.decay_logit)
+        held = self.recurrent.held_hwa_sample() if self.recurrent else contextlib.nullcontext()
         outputs, potentials = [], []
-        for t in range(steps):
-            a_t = drive[t]
-            if self.recurrent is not None:
-                a_t = a_t + self.recurrent(state.y)
-            y, state = snu_step(a_t, state, self.threshold, self.params, decay)
-            outputs.append(y)
-            potentials.append(state.s + self.threshold)
+        with held:  # hardware-aware training: one chip sample of H for the whole sequence
+            for t in range(steps):
+                a_t = drive[t]
+                if self.recurrent is not None:
+                    a_t = a_t + self.recurrent(state.y)
+                y, state = snu_step(a_t, state, self.threshold, self.params, decay)
+                outputs.append(y)
+                potentials.append(state.s + self.threshold)
         return torch.stack(outputs), torch.stack(potentials)
 
 

@@ -63,3 +63,16 @@ def test_same_seed_same_noise_and_held_sample_is_reused() -> None:
     y.sum().backward()  # straight-through: the gradient of the clean weights
     assert first.weight.grad is not None
     torch.testing.assert_close(first.weight.grad, x.sum(0).expand(32, 64))
+
+
+def test_scale_gradient_flows_only_through_the_largest_weight() -> None:
+    layer = _layer()
+    enable_hwa(layer, load_profile("pcm_nandakumar2019"), seed=5, scale_gradient=True)
+    x = (torch.rand(6, 64, generator=torch.Generator().manual_seed(4)) < 0.5).float()
+    layer(x).sum().backward()
+    assert layer.weight.grad is not None
+    clean = x.sum(0).expand(32, 64)
+    differs = ~torch.isclose(layer.weight.grad, clean)
+    # layer scaling: w_max = max |w|, so only that weight gets the noise-scale gradient
+    argmax = int(layer.weight.detach().abs().argmax())
+    assert differs.flatten().nonzero().flatten().tolist() == [argmax]

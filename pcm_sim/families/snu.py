@@ -113,8 +113,9 @@ def _hwa(model: nn.Module, recipe: dict[str, Any], log: ProgressFn) -> None:
     if profile:
         t_s = float(training.get("hwa_t_s", 86_400.0))
         output_noise = bool(training.get("hwa_output_noise", False))
+        scale_gradient = bool(training.get("hwa_scale_gradient", False))
         seed = int(training.get("seed", 0)) + 101
-        enable_hwa(model, profile, seed=seed, t_s=t_s, output_noise=output_noise)
+        enable_hwa(model, profile, seed, t_s, output_noise, scale_gradient)
         extra = " plus output noise on every MVM" if output_noise else ""
         log(f"hardware-aware training: weights sampled from {profile} at t = {t_s:g} s{extra}")
 

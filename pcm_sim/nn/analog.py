@@ -81,6 +81,7 @@ class AnalogLinear(nn.Module):
         self.hwa_generator: torch.Generator | None = None
         self.hwa_t_s = 0.0
         self.hwa_output_noise = False
+        self.hwa_scale_gradient = False
         self._held_hwa_weight: Tensor | None = None
         self.reset_parameters()
 
@@ -142,7 +143,11 @@ class AnalogLinear(nn.Module):
                 ref = mapping.normalized_weights(targets, profile).abs().mean()
                 w_chip = w_chip * (ref / w_chip.abs().mean().clamp(min=1e-12))
             sample = (w_chip * w_max).t()  # (out, in)
-        return self.weight + (sample - self.weight).detach()
+            error = (sample - self.weight) / w_max.reshape(-1, 1)  # (out, in), units of w_max
+        if not self.hwa_scale_gradient:
+            return self.weight + (error * w_max.reshape(-1, 1)).detach()
+        live_w_max = mapping.weight_scale(self.weight.t(), profile).reshape(-1, 1)
+        return self.weight + error * live_w_max
 
     @contextlib.contextmanager
     def held_hwa_sample(self) -> Iterator[None]:
@@ -162,7 +167,8 @@ class AnalogLinear(nn.Module):
         """One draw of the periphery's output noise for outputs of ``shape`` (see module doc)."""
         assert self.profile is not None and self.hwa_generator is not None
         per = self.profile.periphery
-        w_max = mapping.weight_scale(self.weight.detach().t(), self.profile)  # () or (out,)
+        weight = self.weight if self.hwa_scale_gradient else self.weight.detach()
+        w_max = mapping.weight_scale(weight.t(), self.profile)  # () or (out,)
         if self.binary_input:
             full_scale: Tensor | float = 1.0
         elif per.input_policy == "scale":
@@ -298,11 +304,16 @@ def enable_hwa(
     seed: int,
     t_s: float = 86_400.0,
     output_noise: bool = False,
+    scale_gradient: bool = False,
 ) -> None:
     """Turn on hardware-aware noise injection (per training forward) for every analog layer.
 
     ``profile=None`` turns it off.  Weights are sampled as the chip would realise them at ``t_s``;
     ``output_noise`` also adds the profile's periphery output noise to every MVM.
+    ``scale_gradient``: the noise is ``error * w_max`` with ``error`` in units of the layer's
+    ``w_max`` (the programming, drift and output noise of a PCM array scale with it) and the
+    gradient flows through ``w_max``, so training learns to keep the largest weight, which sets
+    every device's noise, small (a reparameterisation of the chip's noise).
     """
     prof = load_profile(profile) if profile is not None else None
     for index, layer in enumerate(analog_layers(module)):
@@ -312,6 +323,7 @@ def enable_hwa(
         layer.profile = prof
         layer.hwa_t_s = t_s
         layer.hwa_output_noise = output_noise
+        layer.hwa_scale_gradient = scale_gradient
         layer.hwa_generator = torch.Generator(device=layer.weight.device).manual_seed(
             _layer_seed(seed, index)
         )

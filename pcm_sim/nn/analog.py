@@ -142,12 +142,12 @@ class AnalogLinear(nn.Module):
             if profile.compensation.mode != "none":
                 ref = mapping.normalized_weights(targets, profile).abs().mean()
                 w_chip = w_chip * (ref / w_chip.abs().mean().clamp(min=1e-12))
-            sample = (w_chip * w_max).t()  # (out, in)
-            error = (sample - self.weight) / w_max.reshape(-1, 1)  # (out, in), units of w_max
+            delta = (w_chip * w_max).t() - self.weight  # (out, in): chip minus clean weights
         if not self.hwa_scale_gradient:
-            return self.weight + (error * w_max.reshape(-1, 1)).detach()
+            return self.weight + delta
+        # the same noise as an error in units of w_max times the live (differentiable) w_max
         live_w_max = mapping.weight_scale(self.weight.t(), profile).reshape(-1, 1)
-        return self.weight + error * live_w_max
+        return self.weight + delta / w_max.reshape(-1, 1) * live_w_max
 
     @contextlib.contextmanager
     def held_hwa_sample(self) -> Iterator[None]:
@@ -187,12 +187,11 @@ class AnalogLinear(nn.Module):
                 f"AnalogLinear: expected input (..., {self.in_features}), got {tuple(x.shape)}"
             )
         if not self.is_analog:
-            weight: Tensor = self.weight
             if not (self.training and self.hwa_generator is not None):
-                return F.linear(x, weight, self.bias)
+                return F.linear(x, self.weight, self.bias)
             held = self._held_hwa_weight
             y_hwa = F.linear(x, held if held is not None else self._hwa_weight(), self.bias)
-            if self.hwa_output_noise and self.profile is not None:
+            if self.hwa_output_noise:
                 y_hwa = y_hwa + self._hwa_output_noise(x, y_hwa.shape)
             return y_hwa
         if self.crossbar is not None:

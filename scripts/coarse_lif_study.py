@@ -4,9 +4,11 @@ Uses the checkpoint of ``models/coarse_lif_fmnist.yaml`` (trains it first when `
 is absent and ``runs/coarse_lif_fmnist/model.pt`` does not exist), then reports:
 
 1. coarse-scale test accuracy with the recipe's ``T`` (4) and with 8-step trains;
-2. transfer to continuous-time LIF neurons (fine step ``dt_s``, one-step refractory period,
-   exponential current synapses of ``synapse_tau_s``, input spikes at random times within their
-   windows), against the coarse model on the same test images and coarse input spikes; and the
+2. transfer to continuous-time LIF neurons (fine step ``dt_s``, exponential current synapses of
+   ``synapse_tau_s``, input spikes at random times within their windows), with the refractory
+   period and the quiet settling time after the input chosen on training images from
+   ``--refractory`` x ``--settle``, against the coarse model on the same test images and coarse
+   input spikes; and the
    transfer loss as the input arrival times shrink from the whole window to its start
    (``--jitter``: how precisely timed the input must be for the coarse model to hold);
 3. the coarse model on simulated PCM chips over drift time (and the continuous-time model on
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import json
 import time
 from pathlib import Path
@@ -42,6 +45,13 @@ parser.add_argument(
     default=[1.0, 0.5, 0.2, 0.0],
     help="input arrival spread (fraction of a window) for the transfer at the first --dt",
 )
+parser.add_argument(
+    "--refractory", type=float, nargs="+", default=[0.25, 0.5, 1.0], help="refractory periods"
+)
+parser.add_argument(
+    "--settle", type=float, nargs="+", default=[0.0, 2.0], help="quiet time after the input"
+)
+parser.add_argument("--select-limit", type=int, default=500, help="training images to choose on")
 parser.add_argument("--profile", default="pcm_nandakumar2019")
 parser.add_argument("--chips", type=int, default=3)
 parser.add_argument("--pcm-limit", type=int, default=2000, help="test images on chips")
@@ -64,10 +74,10 @@ family = FAMILIES[recipe["family"]]
 seed = int(recipe["training"].get("seed", 0))
 
 
-def score(mode: str, rec: dict[str, Any], limit: int | None) -> float:
-    """Test accuracy with the fixed input-encoding seed (paired across modes)."""
-    result = family.evaluate(model, rec, torch.Generator().manual_seed(seed + 1), mode, limit)
-    return result["accuracy"]
+def score(mode: str, rec: dict[str, Any], limit: int | None, split: str = "test") -> float:
+    """Accuracy on ``split`` with the fixed input-encoding seed (paired across modes)."""
+    gen = torch.Generator().manual_seed(seed + 1)
+    return family.evaluate(model, rec, gen, mode, limit, split=split)["accuracy"]
 
 
 results: dict[str, Any] = {
@@ -83,6 +93,24 @@ results["coarse"] = {
     "accuracy_T8": score("default", eight, None),
 }
 print(f"coarse: {results['coarse']}", flush=True)
+
+selection = []
+for refractory, settle in itertools.product(args.refractory, args.settle):
+    trial = copy.deepcopy(recipe)
+    trial["data"]["dt_s"] = args.dt[0]
+    trial["model"].update(refractory_s=refractory, settle_s=settle)
+    acc = score("continuous", trial, args.select_limit, "train")
+    selection.append({"refractory_s": refractory, "settle_s": settle, "train_accuracy": acc})
+    print(f"transfer on training images: {selection[-1]}", flush=True)
+best = max(selection, key=lambda row: row["train_accuracy"])
+recipe["model"].update(refractory_s=best["refractory_s"], settle_s=best["settle_s"])
+results["transfer_selection"] = {
+    "train_images": args.select_limit,
+    "dt_s": args.dt[0],
+    "coarse_train_accuracy": score("default", recipe, args.select_limit, "train"),
+    "rows": selection,
+    "chosen": best,
+}
 
 transfer = []
 coarse_subset = score("default", recipe, args.transfer_limit)

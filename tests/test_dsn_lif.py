@@ -289,6 +289,23 @@ def test_coarse_mlp_with_analog_input() -> None:
     assert net(torch.rand(8, 5, 9)).shape == (5, 2)
 
 
+def test_settle_time_lets_charge_in_flight_reach_the_output() -> None:
+    """One input spike of weight 1.5 through an exponential synapse (tau_s = 1, dt = 0.5):
+    delivered 1.5 (1 - e^-0.5) = 0.590, then 0.358 within the window (v = 0.948 < 1 with
+    tau = 1000), then 0.217 in the first quiet step (v = 1.165): one output spike only when the
+    network settles for one more unit of time."""
+    net = CoarseLIFMLP([1, 1], tau=1000.0)
+    with torch.no_grad():
+        net.blocks[0].synapses.weight.fill_(1.5)
+    fine = torch.tensor([1.0, 0.0]).reshape(2, 1, 1)  # (T*K, B, in): a spike in the first step
+    quick = ContinuousLIFParams(tau=1000.0, dt_s=0.5, synapse_tau_s=1.0)
+    settled = ContinuousLIFParams(tau=1000.0, dt_s=0.5, synapse_tau_s=1.0, settle_s=1.0)
+    assert float(net.forward_continuous(fine, quick).round()) == 0.0
+    assert float(net.forward_continuous(fine, settled).round()) == 1.0
+    with pytest.raises(ValueError, match="settle_s"):
+        ContinuousLIFParams(dt_s=0.5, settle_s=0.3)
+
+
 # ---- CartPole -----------------------------------------------------------------------------------
 
 

@@ -9,8 +9,9 @@ with the surrogate gradient ``beta σ(beta(v-1))(1 - σ(beta(v-1)))``, cross-ent
 Evaluation modes: ``default`` runs the coarse-scale model; ``continuous`` runs the same synapses
 with continuous-time LIF neurons on a fine grid of ``dt_s`` (each input spike placed at a
 uniformly random fine step of its window, or of its first ``data.input_jitter`` fraction;
-refractory period one coarse step), from the same coarse input spikes as ``default`` for a given
-generator.
+refractory period ``model.refractory_s``; the network then runs ``model.settle_s`` with no input
+and its output spikes are counted over the whole run), from the same coarse input spikes as
+``default`` for a given generator.
 """
 
 from __future__ import annotations
@@ -108,12 +109,14 @@ class CoarseLIFFashionFamily:
         generator: torch.Generator,
         mode: str = "default",
         limit: int | None = None,
+        split: str = "test",
     ) -> dict[str, float]:
+        """Accuracy on ``split`` (``test``; ``train`` to choose transfer settings)."""
         if mode not in ("default", "continuous"):
             raise ValueError(f"mode: expected 'default' or 'continuous', got {mode!r}")
         assert isinstance(model, CoarseLIFConvNet)
         model.eval()
-        images, labels = self._data(recipe, "test")
+        images, labels = self._data(recipe, split)
         if limit:
             images, labels = images[:limit], labels[:limit]
         steps = int(recipe["data"]["steps"])
@@ -122,6 +125,7 @@ class CoarseLIFFashionFamily:
             dt_s=float(recipe["data"].get("dt_s", 0.05)),
             refractory_s=float(recipe["model"].get("refractory_s", 1.0)),
             synapse_tau_s=float(recipe["model"].get("synapse_tau_s", 0.0)),
+            settle_s=float(recipe["model"].get("settle_s", 0.0)),
         )
         jitter = float(recipe["data"].get("input_jitter", 1.0))
         timing = torch.Generator().manual_seed(generator.initial_seed() + 1)

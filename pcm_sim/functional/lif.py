@@ -120,9 +120,12 @@ def coarse_lif_step(x: Tensor, state: LIFState, params: CoarseLIFParams) -> tupl
 
 @dataclass(frozen=True)
 class ContinuousLIFParams:
-    """``tau``, ``dt_s``, ``refractory_s``, ``synapse_tau_s`` in coarse time units.
+    """``tau``, ``dt_s``, ``refractory_s``, ``synapse_tau_s``, ``settle_s`` in coarse time units.
 
-    ``dt_s`` divides a unit.  ``synapse_tau_s = 0``: delta synapses (a spike's charge arrives at
+    ``dt_s`` divides a unit.  ``settle_s``: how long a network keeps running with no input after
+    its input train ends, so that charge still in flight (pending synaptic current, one
+    ``~synapse_tau_s`` of latency per layer) reaches the output layer and is counted; a multiple
+    of ``dt_s``.  ``synapse_tau_s = 0``: delta synapses (a spike's charge arrives at
     once); ``> 0``: exponential current synapses, a spike's charge ``q`` is delivered as the current
     ``(q / tau_s) exp(-t / tau_s)`` (total ``q``), which averages excitation and inhibition that
     arrive within ``~tau_s`` of each other, as the coarse model does within a step.
@@ -132,6 +135,7 @@ class ContinuousLIFParams:
     dt_s: float = 0.05
     refractory_s: float = 1.0
     synapse_tau_s: float = 0.0
+    settle_s: float = 0.0
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.tau) and self.tau > 0):
@@ -144,11 +148,22 @@ class ContinuousLIFParams:
             raise ValueError(f"refractory_s: expected >= 0, got {self.refractory_s}")
         if not (math.isfinite(self.synapse_tau_s) and self.synapse_tau_s >= 0):
             raise ValueError(f"synapse_tau_s: expected >= 0, got {self.synapse_tau_s}")
+        settle_steps = self.settle_s / self.dt_s
+        if not (self.settle_s >= 0 and abs(settle_steps - round(settle_steps)) < 1e-9):
+            raise ValueError(
+                f"settle_s: expected a multiple of dt_s = {self.dt_s} that is >= 0, "
+                f"got {self.settle_s}"
+            )
 
     @property
     def substeps(self) -> int:
         """Fine steps per coarse step, ``1 / dt_s``."""
         return round(1.0 / self.dt_s)
+
+    @property
+    def settle_steps(self) -> int:
+        """Fine steps of zero input appended to a train, ``settle_s / dt_s``."""
+        return round(self.settle_s / self.dt_s)
 
 
 @dataclass(frozen=True)

@@ -137,8 +137,13 @@ class _CoarseNet(nn.Module):
 
     @torch.no_grad()
     def forward_continuous(self, fine_spikes: Tensor, params: ContinuousLIFParams) -> Tensor:
-        """Continuous-time transfer: ``(T*K, B, ...)`` fine-step spikes -> ``(B, classes)``."""
-        spikes, potentials = self._layers(fine_spikes, params)
+        """Continuous-time transfer: ``(T*K, B, ...)`` fine-step spikes -> ``(B, classes)``.
+
+        The network runs ``params.settle_steps`` more fine steps with no input; output spikes
+        are counted over the whole run.
+        """
+        quiet = fine_spikes.new_zeros(params.settle_steps, *fine_spikes.shape[1:])
+        spikes, potentials = self._layers(torch.cat([fine_spikes, quiet]), params)
         return spike_count_logits(spikes, potentials)
 
 

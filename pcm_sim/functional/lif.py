@@ -148,8 +148,8 @@ class ContinuousLIFParams:
             raise ValueError(f"refractory_s: expected >= 0, got {self.refractory_s}")
         if not (math.isfinite(self.synapse_tau_s) and self.synapse_tau_s >= 0):
             raise ValueError(f"synapse_tau_s: expected >= 0, got {self.synapse_tau_s}")
-        settle_steps = self.settle_s / self.dt_s
-        if not (self.settle_s >= 0 and abs(settle_steps - round(settle_steps)) < 1e-9):
+        finite = math.isfinite(self.settle_s) and self.settle_s >= 0
+        if not (finite and abs(self.settle_s / self.dt_s - self.settle_steps) < 1e-9):
             raise ValueError(
                 f"settle_s: expected a multiple of dt_s = {self.dt_s} that is >= 0, "
                 f"got {self.settle_s}"

@@ -6,6 +6,8 @@ Public API::
     layer = pcm_sim.AnalogLinear(784, 256, profile=profile)
     pcm_sim.deploy(model, profile, seed=0)     # program every analog layer
     pcm_sim.drift_to(model, 86_400.0)          # one day later, with drift compensation
+    pcm_sim.save_chip(model, "chip.pt")        # the programmed chip, tensors and plain data
+    pcm_sim.load_chip(other_model, "chip.pt")  # the same chip, read for read
 """
 
 from pcm_sim.nn.analog import (
@@ -16,6 +18,7 @@ from pcm_sim.nn.analog import (
     drift_to,
     enable_hwa,
 )
+from pcm_sim.nn.chips import ChipFileError, load_chip, save_chip
 from pcm_sim.profiles import DeviceProfile, ProfileError, list_profiles, load_profile
 
 __version__ = "0.1.0"
@@ -23,6 +26,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AnalogConv2d",
     "AnalogLinear",
+    "ChipFileError",
     "DeviceProfile",
     "ProfileError",
     "analog_layers",
@@ -30,5 +34,7 @@ __all__ = [
     "drift_to",
     "enable_hwa",
     "list_profiles",
+    "load_chip",
     "load_profile",
+    "save_chip",
 ]

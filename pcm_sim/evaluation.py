@@ -13,14 +13,22 @@ import statistics
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import torch
 from torch import nn
 
 from pcm_sim.families import FAMILIES
-from pcm_sim.nn.analog import deploy, drift_to
+from pcm_sim.nn.analog import analog_layers, deploy, drift_to
+from pcm_sim.nn.chips import load_chip
 from pcm_sim.profiles import DeviceProfile, load_profile
+from pcm_sim.seeds import EVAL_INPUT_SEED, input_generator
 
-__all__ = ["DEFAULT_TIMES", "TIME_LABELS", "evaluate_on_chips", "parse_time"]
+__all__ = [
+    "DEFAULT_TIMES",
+    "TIME_LABELS",
+    "evaluate_on_chips",
+    "evaluate_saved_chip",
+    "parse_time",
+    "score_over_time",
+]
 
 DEFAULT_TIMES = (60.0, 3600.0, 86_400.0, 30 * 86_400.0, 365 * 86_400.0)
 TIME_LABELS = {
@@ -58,6 +66,24 @@ def parse_time(text: str) -> float:
     return value
 
 
+def score_over_time(
+    chip_model: nn.Module,
+    recipe: dict[str, Any],
+    times: Sequence[float],
+    mode: str = "default",
+    limit: int | None = None,
+    input_seed: int = EVAL_INPUT_SEED,
+) -> list[float]:
+    """The recipe's metric of a programmed model at each of ``times`` (seconds)."""
+    family = FAMILIES[recipe["family"]]
+    values = []
+    for t in times:
+        drift_to(chip_model, float(t))
+        score = family.evaluate(chip_model, recipe, input_generator(input_seed), mode, limit)
+        values.append(float(score[family.metric]))
+    return values
+
+
 def evaluate_on_chips(
     model: nn.Module,
     recipe: dict[str, Any],
@@ -67,24 +93,67 @@ def evaluate_on_chips(
     mode: str = "default",
     seed: int = 0,
     limit: int | None = None,
+    input_seed: int = EVAL_INPUT_SEED,
     backend: str | None = None,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Score ``model`` on ``chips`` chips of ``profile`` at each time in ``times`` (seconds)."""
+    """Score ``model`` on chips ``seed .. seed + chips - 1`` of ``profile`` at each of ``times``.
+
+    Every score uses the input-encoding seed ``input_seed`` (:mod:`pcm_sim.seeds`); one chip
+    visits every time, which gives the same numbers as a fresh chip per time (a chip is a value).
+    """
     prof = load_profile(profile)
     family = FAMILIES[recipe["family"]]
     per_time: dict[float, list[float]] = {float(t): [] for t in times}
     for chip in range(chips):
         chip_model = copy.deepcopy(model)
         deploy(chip_model, prof, seed=seed + chip, backend=backend)  # type: ignore[arg-type]
-        for t in times:
-            drift_to(chip_model, float(t))
-            score = family.evaluate(
-                chip_model, recipe, torch.Generator().manual_seed(seed + 1), mode, limit
-            )
-            per_time[float(t)].append(score[family.metric])
+        scores = score_over_time(chip_model, recipe, times, mode, limit, input_seed)
+        for t, value in zip(times, scores, strict=True):
+            per_time[float(t)].append(value)
             if log:
-                log(f"chip {chip} t={t:g}s {family.metric} {score[family.metric]:.4f}")
+                log(f"chip {seed + chip} t={t:g}s {family.metric} {value:.4f}")
+    return {
+        "profile": prof.name,
+        "metric": family.metric,
+        "chips": chips,
+        "mode": mode,
+        "input_seed": input_seed,
+        "rows": _rows(per_time),
+    }
+
+
+def evaluate_saved_chip(
+    model: nn.Module,
+    recipe: dict[str, Any],
+    chip_path: str,
+    times: Sequence[float] = DEFAULT_TIMES,
+    mode: str = "default",
+    limit: int | None = None,
+    input_seed: int = EVAL_INPUT_SEED,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Score the chip saved at ``chip_path`` (:func:`pcm_sim.save_chip`) at each of ``times``."""
+    family = FAMILIES[recipe["family"]]
+    chip_model = load_chip(copy.deepcopy(model), chip_path)
+    profile = analog_layers(chip_model)[0].profile
+    scores = score_over_time(chip_model, recipe, times, mode, limit, input_seed)
+    per_time = {float(t): [value] for t, value in zip(times, scores, strict=True)}
+    if log:
+        log(f"saved chip {chip_path}: {family.metric} {scores}")
+    return {
+        "profile": profile.name if profile is not None else "?",
+        "metric": family.metric,
+        "chips": 1,
+        "chip_file": str(chip_path),
+        "mode": mode,
+        "input_seed": input_seed,
+        "rows": _rows(per_time),
+    }
+
+
+def _rows(per_time: dict[float, list[float]]) -> list[dict[str, Any]]:
+    """One row per time: label, mean and std over chips, and the per-chip values."""
     rows = []
     for t, values in per_time.items():
         rows.append(
@@ -96,10 +165,4 @@ def evaluate_on_chips(
                 "per_chip": values,
             }
         )
-    return {
-        "profile": prof.name,
-        "metric": family.metric,
-        "chips": chips,
-        "mode": mode,
-        "rows": rows,
-    }
+    return rows

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from pcm_sim import load_profile
-from pcm_sim.crossbar.tile import CrossbarArray
+from pcm_sim import DeviceProfile, load_profile
 from pcm_sim.functional.herding import HerdingState, herd_sequence, herding_step
 from pcm_sim.functional.lif import (
     CoarseLIFParams,
@@ -21,9 +20,9 @@ from pcm_sim.functional.lif import (
     heaviside_sigmoid,
     refine_spike_train,
 )
-from pcm_sim.nn.analog import AnalogConv2d, deploy
-from pcm_sim.nn.coarse_lif import CoarseLIFConvNet, CoarseLIFMLP, synaptic_drive
-from pcm_sim.nn.dsn import DeepSpikingNetwork, ReLUMLP, mvm_transposed, pulse_read
+from pcm_sim.nn.analog import AnalogConv2d, AnalogLinear, deploy
+from pcm_sim.nn.coarse_lif import CoarseLIFConvNet, CoarseLIFMLP
+from pcm_sim.nn.dsn import DeepSpikingNetwork, ReLUMLP, pulse_read
 
 # ---- herding ----------------------------------------------------------------------------------
 
@@ -112,12 +111,21 @@ def test_pulse_read_sends_unit_pulses(gen: torch.Generator) -> None:
     assert len(seen) == 3  # zeros are never read
 
 
+def _programmed(w_in_out: torch.Tensor, profile: DeviceProfile) -> AnalogLinear:
+    """An analog layer holding ``w_in_out`` (crossbar layout), programmed on chip seed 0."""
+    layer = AnalogLinear(*w_in_out.shape, bias=False, binary_input=True)
+    with torch.no_grad():
+        layer.weight.copy_(w_in_out.t())
+    deploy(layer, profile, seed=0)
+    return layer
+
+
 def test_transposed_read_ideal_parity_with_row_and_column_tiles(gen: torch.Generator) -> None:
     profile = load_profile("ideal").with_overrides({"tile.rows": 16, "tile.cols": 8})
     w = torch.randn(37, 21, generator=gen)  # (in, out): 3 row tiles, 3 column tiles
-    crossbar = CrossbarArray(w, profile, gen)
+    layer = _programmed(w, profile)
     e = torch.randint(-2, 3, (5, 7, 21), generator=gen).float()
-    got = mvm_transposed(crossbar, e, binary_input=True)
+    got = layer.read_transposed(e, binary_input=True)
     assert got.shape == (5, 7, 37)
     assert torch.allclose(got, e @ w.t(), atol=1e-4)
 
@@ -127,11 +135,12 @@ def test_transposed_read_uses_the_programmed_devices(gen: torch.Generator) -> No
         {"read_noise.scale": 0.0, "periphery.output_noise": 0.0, "periphery.adc_bits": 0}
     )
     w = 0.1 * torch.randn(40, 12, generator=gen)
-    crossbar = CrossbarArray(w, profile, gen)
-    crossbar.drift_to(86_400.0)
+    layer = _programmed(w, profile)
+    layer.drift_to(86_400.0)
     e = torch.randint(0, 2, (6, 12), generator=gen).float()
-    got = mvm_transposed(crossbar, e, binary_input=True)
-    w_eff = crossbar.effective_weight()  # (in, out): drifted devices, compensated
+    got = layer.read_transposed(e, binary_input=True)
+    assert layer.crossbar is not None
+    w_eff = layer.crossbar.effective_weight()  # (in, out): drifted devices, compensated
     assert torch.allclose(got, e @ w_eff.t(), atol=1e-5)
     assert not torch.allclose(got, e @ w.t(), atol=1e-3)  # programming noise and drift are real
 
@@ -260,7 +269,9 @@ def test_conv_fast_path_matches_im2col(gen: torch.Generator) -> None:
     torch.manual_seed(0)
     conv = AnalogConv2d(3, 5, 5, padding=2, bias=False, binary_input=True)
     x = (torch.rand(2, 4, 3, 9, 9, generator=gen) < 0.4).float()
-    assert torch.allclose(synaptic_drive(conv, x), conv(x), atol=1e-5)
+    fast = conv(x)  # software: conv2d without patches
+    deploy(conv, "ideal", seed=0)
+    assert torch.allclose(fast, conv(x), atol=1e-5)  # on the ideal chip: im2col reads
 
 
 def test_coarse_conv_net_trains_and_transfers(gen: torch.Generator) -> None:

@@ -10,8 +10,10 @@ import torch
 from torch import Tensor, nn
 
 import pcm_sim
+from pcm_sim.bench import program_and_verify_bench
 from pcm_sim.cli import main
-from pcm_sim.crossbar.calibration import program_and_verify, program_and_verify_bench
+from pcm_sim.crossbar.calibration import program_and_verify
+from pcm_sim.crossbar.streams import ChipStreams
 from pcm_sim.crossbar.tile import CrossbarArray
 from pcm_sim.physics.pcm import ProgrammedDevices
 from pcm_sim.profiles import load_profile
@@ -39,7 +41,7 @@ def test_verify_shrinks_error_every_iteration_until_tolerance() -> None:
     # Without read noise the verify reads the truth: the loop ends with every device in 1 µS.
     profile = load_profile("pcm_nandakumar2019", overrides={"read_noise.scale": 0.0})
     gen = torch.Generator().manual_seed(0)
-    xbar = CrossbarArray(torch.rand(64, 64, generator=gen) * 2 - 1, profile, gen)
+    xbar = CrossbarArray(torch.rand(64, 64, generator=gen) * 2 - 1, profile, ChipStreams(0, 0))
     report = program_and_verify(xbar, tolerance_us=1.0, max_iterations=20)
     errors = [it.mean_error_us for it in report.per_iteration]
     within = [it.within_tolerance for it in report.per_iteration]
@@ -51,15 +53,16 @@ def test_verify_shrinks_error_every_iteration_until_tolerance() -> None:
     assert within[0] < 0.9 and within[-1] == 1.0 == report.within_tolerance
     assert report.error_max_us <= 1.0 and report.failed_verify == 0.0
     assert report.iterations == len(errors) - 1 < 20
-    # the crossbar now holds the verified devices, its clock restarted at t = 0
+    # the crossbar now holds the verified devices, in write epoch 1, still at t = 0
     assert float((xbar.devices.g_prog_us - xbar.g_target_us).abs().max()) <= 1.0
-    assert xbar.t_s == 0.0 and int(xbar.pulses.sum()) == report.pulses_total
+    assert xbar.t_s == 0.0 and xbar.write_epoch == 1
+    assert int(xbar.pulses.sum()) == report.pulses_total
 
 
 def test_verify_with_read_noise_reduces_error_and_spends_pulses() -> None:
     profile = load_profile("pcm_nandakumar2019")
     gen = torch.Generator().manual_seed(1)
-    xbar = CrossbarArray(torch.rand(64, 64, generator=gen) * 2 - 1, profile, gen)
+    xbar = CrossbarArray(torch.rand(64, 64, generator=gen) * 2 - 1, profile, ChipStreams(0, 0))
     report = program_and_verify(xbar)  # 1 µS tolerance, 10 iterations, reads with 1/f noise
     first, last = report.per_iteration[0], report.per_iteration[-1]
     assert [it.mean_error_us for it in report.per_iteration[:4]] == sorted(
@@ -73,8 +76,7 @@ def test_verify_with_read_noise_reduces_error_and_spends_pulses() -> None:
 def test_pulse_counts_exact_on_hand_made_case() -> None:
     # 2 x 2 weights -> 8 devices; exact writes, no read noise: the verify reads the truth.
     profile = load_profile("pcm_nandakumar2019", overrides=EXACT_WRITES)
-    gen = torch.Generator().manual_seed(0)
-    xbar = CrossbarArray(torch.tensor([[0.5, -1.0], [0.25, 0.0]]), profile, gen)
+    xbar = CrossbarArray(torch.tensor([[0.5, -1.0], [0.25, 0.0]]), profile, ChipStreams(0, 0))
     target = xbar.g_target_us  # (2, 1, 2, 2)
     g = target.clone()
     g[0, 0, 0, 0] += 3.0  # A: outside the 1 µS tolerance -> one re-write fixes it
@@ -82,7 +84,7 @@ def test_pulse_counts_exact_on_hand_made_case() -> None:
     g[1, 0, 0, 1] += 5.0  # C: stuck and outside -> pulsed every round, never changes
     stuck = torch.zeros_like(g, dtype=torch.bool)
     stuck[1, 0, 0, 1] = True
-    xbar.reprogram(ProgrammedDevices(g, torch.zeros_like(g), stuck), xbar.pulses)
+    xbar.devices = ProgrammedDevices(g, torch.zeros_like(g), stuck)  # a hand-made chip state
     report = program_and_verify(xbar, tolerance_us=1.0, max_iterations=3)
     expected = torch.ones_like(xbar.pulses)
     expected[0, 0, 0, 0] = 2
@@ -111,15 +113,14 @@ def test_mixed_precision_transfer_counts_whole_steps_and_pulses() -> None:
     assert transfer.transfers == 2 and transfer.writes == 2
     torch.testing.assert_close(layer.weight, torch.tensor([[1.0, 0.4], [0.4, -0.8]]))
     torch.testing.assert_close(transfer.chi.t(), torch.tensor([[0.0, 0.05], [0.04, -0.05]]))
-    assert layer.crossbar is not None
-    pulses = layer.crossbar.pulses[:, 0]  # (2, in, out)
+    pulses = layer.chip_pulses()[:, 0]  # (2, in, out)
     expected = torch.ones_like(pulses)
     expected[0, 1, 0] = 2  # W[0,1] positive device
     expected[1, 1, 1] = 2  # W[1,1] negative device
     assert torch.equal(pulses, expected)
     # a sign flip re-writes both devices of the pair: W[1,0] 0.4 -> -0.1 (chi -0.51: 5 steps)
     transfer.accumulate(torch.tensor([[0.0, 0.0], [-0.55, 0.0]]))
-    assert transfer.writes == 4 and int(layer.crossbar.pulses[:, 0, 0, 1].sum()) == 4
+    assert transfer.writes == 4 and int(layer.chip_pulses()[:, 0, 0, 1].sum()) == 4
     torch.testing.assert_close(layer.crossbar.effective_weight().t(), layer.weight.detach())
 
 
@@ -181,7 +182,7 @@ def test_bench_reports_timing_and_quality() -> None:
 def test_invalid_settings_are_rejected() -> None:
     with pytest.raises(ValueError, match="granularity_gmax"):
         HILConfig(granularity_gmax=0.0)
-    xbar = CrossbarArray(torch.eye(3), load_profile("pcm_nandakumar2019"), torch.Generator())
+    xbar = CrossbarArray(torch.eye(3), load_profile("pcm_nandakumar2019"), ChipStreams(0, 0))
     with pytest.raises(ValueError, match="tolerance"):
         program_and_verify(xbar, tolerance_us=-1.0)
     with pytest.raises(ValueError, match="max_iterations"):

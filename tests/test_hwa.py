@@ -21,9 +21,46 @@ def _layer(binary_input: bool = True) -> AnalogLinear:
 
 def test_without_device_noise_the_weight_sample_is_the_weight() -> None:
     layer = _layer()
-    enable_hwa(layer, load_profile("pcm_nandakumar2019", overrides=QUIET), seed=3)
+    quiet = load_profile("pcm_nandakumar2019", overrides=QUIET)
+    enable_hwa(layer, quiet.with_overrides({"compensation.mode": "none"}), seed=3)
     x = (torch.rand(8, 64) < 0.5).float()
     torch.testing.assert_close(layer(x), x @ layer.weight.t(), atol=1e-5, rtol=1e-5)
+    # with global compensation the sample is the weight times one factor alpha, measured as
+    # the chip measures it: one-hot reads through the output noise and the ADC (not exactly 1)
+    enable_hwa(layer, quiet, seed=3)
+    ratio = (layer.software_weight() / layer.weight).detach()
+    assert float(ratio.std()) < 1e-6 and float(ratio.mean()) != 1.0
+    assert float(ratio.mean()) == pytest.approx(1.0, abs=0.01)
+
+
+@pytest.mark.parametrize("mode", ["column", "global"])
+def test_hwa_sample_honours_the_compensation_mode(mode: str) -> None:
+    """Drift only, ideal periphery: ``column`` restores every column's mean |w|, ``global``
+    only the matrix's (columns of small weights drift faster, so their means move)."""
+    profile = load_profile(
+        "pcm_nandakumar2019",
+        overrides={
+            "programming.scale": 0.0,
+            "read_noise.scale": 0.0,
+            "periphery.output_noise": 0.0,
+            "periphery.adc_bits": 0,
+            "periphery.output_range": 0.0,
+            "periphery.dac_bits": 0,
+            "compensation.mode": mode,
+        },
+    )
+    layer = _layer()
+    with torch.no_grad():
+        layer.weight[:16] *= 0.1  # 16 output columns of small weights: larger drift exponents
+    enable_hwa(layer, profile, seed=3, t_s=365 * 86_400.0)
+    sample = layer.software_weight().detach()
+    column_ratio = sample.abs().mean(dim=1) / layer.weight.detach().abs().mean(dim=1)  # (out,)
+    overall = float(sample.abs().mean() / layer.weight.detach().abs().mean())
+    assert overall == pytest.approx(1.0, rel=1e-4)
+    if mode == "column":
+        torch.testing.assert_close(column_ratio, torch.ones(32), rtol=1e-4, atol=0.0)
+    else:  # negative control: one global factor leaves the small columns short
+        assert float(column_ratio[:16].mean()) < 0.9 < 1.0 < float(column_ratio[16:].mean())
 
 
 def test_output_noise_has_the_periphery_std() -> None:

@@ -17,7 +17,7 @@
 Not representable in aihwkit (raise :class:`ProfileError`): conductance levels, device-to-device
 gain, stuck-at faults, several devices per polarity, per-column weight scaling.  aihwkit draws
 read noise once per ``drift_analog_weights`` call, not per read.  aihwkit samples from torch's
-global generator, so :class:`AihwkitTile` seeds it from the layer's generator before each draw.
+global generator, so :class:`AihwkitTile` seeds it from the chip's named streams before each draw.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from pcm_sim.crossbar.streams import ChipStreams
 from pcm_sim.profiles import DeviceProfile, ProfileError, load_profile
 
 __all__ = ["AihwkitTile", "apply_periphery", "rpu_config_from_profile"]
@@ -143,38 +144,45 @@ def rpu_config_from_profile(profile: DeviceProfile) -> Any:
 
 
 class AihwkitTile:
-    """A weight matrix ``(in, out)`` programmed onto an aihwkit ``AnalogLinear`` (no bias)."""
+    """A weight matrix ``(in, out)`` programmed onto an aihwkit ``AnalogLinear`` (no bias).
 
-    def __init__(
-        self, weight_in_out: Tensor, profile: DeviceProfile, generator: torch.Generator
-    ) -> None:
+    aihwkit draws from torch's global generator; before each of its draws the global generator
+    is seeded from the chip's named stream (:mod:`pcm_sim.crossbar.streams`): programming, the
+    drift call at ``t`` (which samples aihwkit's read noise), and the ``k``-th forward since it.
+    """
+
+    def __init__(self, weight_in_out: Tensor, profile: DeviceProfile, streams: ChipStreams) -> None:
         from aihwkit.nn import AnalogLinear as AihwkitLinear
 
         self.profile = profile
-        self.generator = generator
+        self.streams = streams
+        self.t_s = 0.0
+        self.read_counter = 0
         in_features, out_features = weight_in_out.shape
         self.layer = AihwkitLinear(
             in_features, out_features, bias=False, rpu_config=rpu_config_from_profile(profile)
         )
         self.layer.set_weights(weight_in_out.detach().t().contiguous().cpu())
         self.layer.eval()
-        self._seed_global()
+        self._seed_global(streams.programming(torch.device("cpu")))
         self.layer.program_analog_weights()
         self.drift_to(0.0)
 
-    def _seed_global(self) -> None:
-        seed = int(torch.randint(0, 2**62, (1,), generator=self.generator))
-        torch.manual_seed(seed)
+    @staticmethod
+    def _seed_global(generator: torch.Generator) -> None:
+        torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
 
     def drift_to(self, t_s: float) -> None:
         """Drift the programmed weights to ``t_s`` (one read-noise draw, aihwkit semantics)."""
-        self._seed_global()
-        self.layer.drift_analog_weights(float(t_s))
+        self.t_s, self.read_counter = float(t_s), 0
+        self._seed_global(self.streams.calibration(torch.device("cpu"), 0, self.t_s))
+        self.layer.drift_analog_weights(self.t_s)
 
     @torch.no_grad()
     def forward(self, x: Tensor) -> Tensor:
         """``(..., in) -> (..., out)``."""
         lead = x.shape[:-1]
-        self._seed_global()
-        out: Tensor = self.layer(x.reshape(-1, x.shape[-1]).float())
-        return out.reshape(*lead, out.shape[-1])
+        self._seed_global(self.streams.read(torch.device("cpu"), 0, self.t_s, self.read_counter))
+        self.read_counter += 1
+        out: Tensor = self.layer(x.reshape(-1, x.shape[-1]).float().cpu())
+        return out.reshape(*lead, out.shape[-1]).to(x.device)

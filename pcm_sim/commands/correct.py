@@ -57,15 +57,32 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--limit", type=int, default=None, help="score on the first N test samples")
     p.add_argument("--data-dir", default=None, help="directory of the Fashion-MNIST IDX files")
     p.add_argument("--json", default=None, help="write the results as JSON")
+    p.add_argument(
+        "--save-chip",
+        default=None,
+        help="save the corrected chip (of --method) to this file; with several chips, "
+        "one file per chip seed (FILE_seedN.pt)",
+    )
     p.set_defaults(handler=_correct)
 
 
-def _correct(args: argparse.Namespace) -> int:
-    import torch
+def _chip_path(path: str | None, seed: int, chips: int) -> Path | None:
+    """Where to save chip ``seed``: ``path`` itself for one chip, else ``STEM_seedN.SUFFIX``."""
+    if path is None:
+        return None
+    target = Path(path)
+    if target.is_dir():
+        raise ValueError(f"--save-chip: {target} is a directory, expected a file path")
+    if chips == 1:
+        return target
+    return target.with_name(f"{target.stem}_seed{seed}{target.suffix or '.pt'}")
 
+
+def _correct(args: argparse.Namespace) -> int:
     from pcm_sim.evaluation import parse_time
     from pcm_sim.families import FAMILIES
     from pcm_sim.profiles import load_profile
+    from pcm_sim.seeds import input_generator
     from pcm_sim.training.checkpoint import load_checkpoint
     from pcm_sim.training.hil import (
         CorrectionMethod,
@@ -98,6 +115,7 @@ def _correct(args: argparse.Namespace) -> int:
     runs: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
     for chip in range(args.seed, args.seed + args.chips):
         for method in methods:
+            save = _chip_path(args.save_chip, chip, args.chips) if method == methods[-1] else None
             runs[method].append(
                 correct_and_evaluate(
                     model,
@@ -111,11 +129,12 @@ def _correct(args: argparse.Namespace) -> int:
                     max_iterations=args.max_iterations,
                     limit=args.limit,
                     task=task,
+                    save_chip_path=save,
                 )
             )
     software = payload["software"][family.metric]
     if args.limit:  # score the software model on the same subset as the chips
-        subset = family.evaluate(model, recipe, torch.Generator().manual_seed(1), limit=args.limit)
+        subset = family.evaluate(model, recipe, input_generator(), limit=args.limit)
         software = subset[family.metric]
     print(f"{recipe['name']} on {profile.name} at t = {args.t} ({args.chips} chip(s))")
     print(f"  {'software':<20s} {family.metric} {software:.4f}")
@@ -150,4 +169,8 @@ def _correct(args: argparse.Namespace) -> int:
         }
         out.write_text(json.dumps(result, indent=2))
         print(f"wrote {out}")
+    for chip in range(args.seed, args.seed + args.chips):
+        saved = _chip_path(args.save_chip, chip, args.chips)
+        if saved is not None:
+            print(f"saved chip {chip} ({LABELS[methods[-1]]}): {saved}")
     return 0

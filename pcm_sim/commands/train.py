@@ -6,7 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from pcm_sim.evaluation import DEFAULT_TIMES, evaluate_on_chips, parse_time
+from pcm_sim.evaluation import DEFAULT_TIMES, evaluate_on_chips, evaluate_saved_chip, parse_time
+from pcm_sim.seeds import EVAL_INPUT_SEED
 from pcm_sim.training.checkpoint import load_checkpoint, train_recipe
 
 __all__ = ["register"]
@@ -27,7 +28,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ev.add_argument("checkpoint")
     ev.add_argument("--profile", default="pcm_nandakumar2019")
     ev.add_argument("--times", nargs="+", default=None, help="e.g. 1min 1h 1d 1mo 1y (default)")
-    ev.add_argument("--chips", type=int, default=5)
+    ev.add_argument("--chips", type=int, default=5, help="chips: seeds SEED .. SEED+CHIPS-1")
+    ev.add_argument("--seed", type=int, default=0, help="first chip seed (default 0)")
+    ev.add_argument(
+        "--input-seed",
+        type=int,
+        default=EVAL_INPUT_SEED,
+        help=f"input-encoding seed (default {EVAL_INPUT_SEED}, as sweeps and validate)",
+    )
+    ev.add_argument(
+        "--chip", default=None, help="evaluate a saved chip file (pcm-sim correct --save-chip)"
+    )
     ev.add_argument("--mode", default="default", help="execution mode (e.g. atemporal|spiking)")
     ev.add_argument("--backend", choices=["pcm-sim", "aihwkit"], default=None)
     ev.add_argument("--limit", type=int, default=None, help="evaluate on the first N test samples")
@@ -56,18 +67,26 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.data_dir:
         recipe["data"]["data_dir"] = args.data_dir
     times = [parse_time(t) for t in args.times] if args.times else list(DEFAULT_TIMES)
-    result = evaluate_on_chips(
-        model,
-        recipe,
-        args.profile,
-        times,
-        args.chips,
-        args.mode,
-        limit=args.limit,
-        backend=args.backend,
-    )
+    if args.chip:
+        result = evaluate_saved_chip(
+            model, recipe, args.chip, times, args.mode, args.limit, args.input_seed
+        )
+    else:
+        result = evaluate_on_chips(
+            model,
+            recipe,
+            args.profile,
+            times,
+            args.chips,
+            args.mode,
+            seed=args.seed,
+            limit=args.limit,
+            input_seed=args.input_seed,
+            backend=args.backend,
+        )
     result["software"] = payload["software"]
-    print(f"{recipe['name']} on {result['profile']} ({args.chips} chips, mode {args.mode})")
+    chips = f"chip file {args.chip}" if args.chip else f"{args.chips} chips from seed {args.seed}"
+    print(f"{recipe['name']} on {result['profile']} ({chips}, mode {args.mode})")
     print(f"  software: {result['metric']} {payload['software'][result['metric']]:.4f}")
     for row in result["rows"]:
         print(f"  {row['label']:>8s}: {row['mean']:.4f} +- {row['std']:.4f}")

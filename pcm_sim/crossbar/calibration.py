@@ -25,8 +25,8 @@ Modelling decisions:
   absorbs a device's gain); profiles with ``d2d_gain_std = 0`` are unaffected.
 * One write (initial or re-write) counts as one programming pulse in ``CrossbarArray.pulses``
   (int32, one count per device), the unit of the profile's ``energy.programming_pulse_pj``.
-* The array keeps one clock: :meth:`CrossbarArray.reprogram` restarts it at ``t = 0`` and
-  re-takes the drift-compensation reference; call ``crossbar.drift_to(t)`` afterwards.
+* A write session draws from its own stream (the crossbar's next write epoch), re-takes the
+  drift-compensation reference and returns the array to the time it was at.
 """
 
 from __future__ import annotations
@@ -34,14 +34,16 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
-from pcm_sim.crossbar.tile import CrossbarArray
 from pcm_sim.physics import pcm
-from pcm_sim.profiles import DeviceProfile, load_profile
+from pcm_sim.profiles import DeviceProfile
+
+if TYPE_CHECKING:
+    from pcm_sim.crossbar.tile import CrossbarArray
 
 __all__ = [
     "DEFAULT_MAX_ITERATIONS",
@@ -50,7 +52,6 @@ __all__ = [
     "VerifyOutcome",
     "VerifyReport",
     "program_and_verify",
-    "program_and_verify_bench",
     "resolve_tolerance_us",
     "verify_devices",
 ]
@@ -155,19 +156,24 @@ def _rewrite_profile(profile: DeviceProfile) -> DeviceProfile:
 
 
 def verify_devices(
-    crossbar: CrossbarArray,
+    targets_us: Tensor,
+    devices: pcm.ProgrammedDevices,
+    pulses: Tensor,
+    profile: DeviceProfile,
     tol_us: float,
     max_iterations: int,
+    generator: torch.Generator,
     verify_t_s: float = 0.0,
     write: Tensor | None = None,
     reads_per_verify: int = 1,
-    generator: torch.Generator | None = None,
     track: bool = True,
 ) -> VerifyOutcome:
-    """The vectorized write-verify loop; leaves ``crossbar`` untouched (see program_and_verify).
+    """The vectorized write-verify loop on device tensors ``(2, N, in, out)``; pure.
 
-    ``write``: bool mask shaped like the devices ``(2, N, in, out)``; these devices are first
-    written (one pulse each) and then verified; ``None`` verifies every device as programmed.
+    ``targets_us``: target conductances; ``devices``/``pulses``: the current state (not
+    modified); ``generator``: every write and verify read of the session.
+    ``write``: bool mask shaped like the devices; these devices are first written (one pulse
+    each) and then verified; ``None`` verifies every device as programmed.
     ``track``: compute the per-round statistics (one pass over all devices per round).
     """
     if max_iterations < 0:
@@ -176,15 +182,14 @@ def verify_devices(
         raise ValueError(f"reads_per_verify: expected >= 1, got {reads_per_verify}")
     if not math.isfinite(verify_t_s) or verify_t_s < 0:
         raise ValueError(f"verify_t_s: expected a finite time >= 0 s, got {verify_t_s}")
-    profile = crossbar.profile
     rewrite = _rewrite_profile(profile)
-    gen = generator if generator is not None else crossbar.generator
-    shape = crossbar.g_target_us.shape
-    target = crossbar.g_target_us.reshape(-1)  # (D,) all devices, flat
-    g = crossbar.devices.g_prog_us.reshape(-1).clone()  # (D,)
-    nu = crossbar.devices.nu.reshape(-1).clone()  # (D,)
-    stuck = crossbar.devices.stuck.reshape(-1)  # (D,)
-    pulses = crossbar.pulses.reshape(-1).clone()  # (D,) int32
+    gen = generator
+    shape = targets_us.shape
+    target = targets_us.reshape(-1)  # (D,) all devices, flat
+    g = devices.g_prog_us.reshape(-1).clone()  # (D,)
+    nu = devices.nu.reshape(-1).clone()  # (D,)
+    stuck = devices.stuck.reshape(-1)  # (D,)
+    pulses = pulses.reshape(-1).clone()  # (D,) int32
 
     def write_devices(idx: Tensor) -> None:
         """One pulse on each device ``idx``: fresh g_prog and nu; stuck devices keep theirs."""
@@ -249,21 +254,19 @@ def program_and_verify(
     verify_t_s: float = 0.0,
     write: Tensor | None = None,
     reads_per_verify: int = 1,
-    generator: torch.Generator | None = None,
 ) -> VerifyReport:
     """Write-verify every device of ``crossbar`` (or the ``write`` mask) until ``tol``; report.
 
-    The crossbar already holds its first write (``pulses == 1``); this verifies it, re-writes
-    failing devices up to ``max_iterations`` times, then calls ``crossbar.reprogram`` (clock
-    back to ``t = 0``, new compensation reference).  Random draws come from ``generator``
-    (default: the crossbar's own generator).  See the module docstring for the equations.
+    The crossbar already holds its first write (``pulses == 1``); this verifies it and re-writes
+    failing devices up to ``max_iterations`` times in one write session of the crossbar
+    (:meth:`CrossbarArray.write_session`: its own random stream, a new compensation reference).
+    See the module docstring for the equations.
     """
     start = time.perf_counter()
     tol = resolve_tolerance_us(crossbar.profile, tolerance_us, tolerance_gmax)
-    outcome = verify_devices(
-        crossbar, tol, max_iterations, verify_t_s, write, reads_per_verify, generator
+    outcome = crossbar.write_session(
+        tol, max_iterations, write=write, verify_t_s=verify_t_s, reads_per_verify=reads_per_verify
     )
-    crossbar.reprogram(outcome.devices, outcome.pulses)
     err = (outcome.devices.g_prog_us - crossbar.g_target_us).abs().reshape(-1)  # (D,)
     ordered = err.sort().values
     n = ordered.numel()
@@ -290,40 +293,3 @@ def program_and_verify(
         seconds=time.perf_counter() - start,
         per_iteration=outcome.per_iteration,
     )
-
-
-def program_and_verify_bench(
-    size: int = 1024, profile: str | DeviceProfile = "pcm_nandakumar2019", seed: int = 0
-) -> dict[str, Any]:
-    """Time programming plus program-and-verify of a ``size x size`` layer (target < 5 s).
-
-    Weights are ``N(0, 1)`` (layer scaling maps ``max |w|`` to ``g_max``); default tolerance
-    and iteration budget.  ``program_s`` is the first write (building the ``CrossbarArray``),
-    ``verify_s`` the verify loop with its re-writes and report, ``total_s`` both.
-    """
-    prof = load_profile(profile)
-    gen = torch.Generator().manual_seed(seed)
-    weight = torch.randn(size, size, generator=gen)  # (in, out)
-    start = time.perf_counter()
-    crossbar = CrossbarArray(weight, prof, gen)
-    program_s = time.perf_counter() - start
-    report = program_and_verify(crossbar)
-    total_s = time.perf_counter() - start
-    return {
-        "case": "program_and_verify",
-        "shape": [size, size],
-        "profile": prof.name,
-        "devices": report.n_devices,
-        "threads": torch.get_num_threads(),
-        "program_s": program_s,
-        "verify_s": report.seconds,
-        "total_s": total_s,
-        "target_s": 5.0,
-        "meets_target": total_s < 5.0,
-        "iterations": report.iterations,
-        "tolerance_us": report.tolerance_us,
-        "within_tolerance": report.within_tolerance,
-        "error_mean_us": report.error_mean_us,
-        "pulses_mean": report.pulses_mean,
-        "pulses_max": report.pulses_max,
-    }

@@ -6,16 +6,34 @@ saturates; with ``input_policy: clip`` the fixed ``input_range`` maps to full sc
 inputs saturate at +-1.  A ``b``-bit signed converter has ``L = 2^(b-1) - 1`` levels per sign:
 ``q(u) = round(u L) / L``.  Outputs are in units of full-scale weight times full-scale input;
 the ADC saturates at ``+-output_range`` and rounds to steps of ``output_range / L``.
+
+Every analog read (forward, transposed, calibration) runs the converters in the integer domain:
+:func:`drive_lines` turns inputs into DAC codes ``u = round(x k / s)`` (``k`` DAC levels, or 1,
+``s`` the full-scale input), the array returns ``y_u = u @ W`` in units of ``1 / k`` of full
+scale, and :func:`convert_outputs` applies output noise and the ADC to ``y_u``; the normalized
+output is then ``y_u * unit * s``.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
 from pcm_sim.profiles import PeripheryParams
 
-__all__ = ["adc", "converter_levels", "dac", "input_scale"]
+Normals = Callable[[torch.Size], Tensor]
+
+__all__ = [
+    "adc",
+    "convert_outputs",
+    "converter_levels",
+    "dac",
+    "drive_lines",
+    "input_scale",
+    "uses_periphery",
+]
 
 MIN_INPUT_SCALE = 1e-12
 
@@ -55,3 +73,57 @@ def adc(y: Tensor, periphery: PeripheryParams) -> Tensor:
             step = periphery.output_range / converter_levels(periphery.adc_bits)
             y = y.div_(step).round_().mul_(step)
     return y
+
+
+def uses_periphery(periphery: PeripheryParams) -> bool:
+    """True when any converter or the output noise is on (else a read is a plain matmul)."""
+    return bool(periphery.dac_bits or periphery.output_range or periphery.output_noise)
+
+
+def drive_lines(
+    x: Tensor, periphery: PeripheryParams, binary_input: bool
+) -> tuple[Tensor, Tensor | float, float]:
+    """DAC codes of ``x`` ``(tiles, N, lines)``: returns ``(u, full_scale, k)``.
+
+    ``u = round(x k / s)`` clipped to ``[-k, k]``; ``full_scale`` ``s`` is ``(tiles, N, 1)``
+    under ``scale`` or ``input_range`` under ``clip``; ``k`` the DAC levels per sign (1 for an
+    ideal DAC).  Spikes (``binary_input``) and a profile without periphery drive the lines as
+    they are (``s = k = 1``).  Returns a new tensor; ``x`` is not modified.
+    """
+    if binary_input or not uses_periphery(periphery):
+        return x, 1.0, 1.0
+    levels = converter_levels(periphery.dac_bits) if periphery.dac_bits else 0
+    k = float(levels) if levels else 1.0
+    full_scale: Tensor | float
+    if periphery.input_policy == "scale":
+        full_scale = input_scale(x, periphery)  # (tiles, N, 1): max |x| per line tile
+        u = x * (k / full_scale)  # |u| <= k: no clipping needed
+    else:
+        full_scale = periphery.input_range
+        u = (x * (k / full_scale)).clamp_(-k, k)
+    if levels:
+        u = u.round_()
+    return u, full_scale, k
+
+
+def convert_outputs(
+    y: Tensor, periphery: PeripheryParams, k: float, normals: Normals
+) -> tuple[Tensor, float]:
+    """Output noise and ADC on ``y`` (units of ``1 / k`` of full scale), in place.
+
+    Returns ``(y, unit)``: the normalized output is ``y * unit`` (times the input full scale).
+    ``normals(shape)`` supplies the output noise's N(0, 1) values.
+    """
+    if periphery.output_noise:
+        y.add_(normals(y.shape), alpha=periphery.output_noise * k)
+    unit = 1.0 / k
+    if periphery.output_range:
+        if periphery.adc_bits:
+            adc_levels = converter_levels(periphery.adc_bits)
+            step = periphery.output_range / adc_levels
+            y.mul_(1.0 / (step * k)).round_().clamp_(-adc_levels, adc_levels)
+            unit = step
+        else:
+            y.mul_(1.0 / k).clamp_(-periphery.output_range, periphery.output_range)
+            unit = 1.0
+    return y, unit

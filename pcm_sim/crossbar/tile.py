@@ -1,91 +1,98 @@
-"""A programmed PCM crossbar: tiles, drift, fresh read noise, periphery and compensation.
+"""A programmed PCM crossbar: the chip state of one layer and every read and write of it.
 
-One :class:`CrossbarArray` holds a whole weight matrix, split into ``n = ceil(in / rows)`` row
-tiles of near-equal size (sizes differ by at most one, as aihwkit splits; shorter tiles are
-zero-padded so all tiles run in one batched matmul).  Column tiles share rows and need no
-separate treatment: every column has its own ADC.  For a normalized input ``u`` (after DAC)
-and tile ``k``:
+One :class:`CrossbarArray` holds a whole weight matrix ``(in, out)`` on row tiles (see
+:mod:`pcm_sim.crossbar.reads` for the read equations and the tiling).  Its value is fixed by
+(weights, profile, chip seed, layer index) and the writes made to it: every random draw comes
+from a named stream (:mod:`pcm_sim.crossbar.streams`):
 
-    ``y_k = ADC( u_k @ (W_k + sigma_k * Z) + out_noise * Z' )``        (normalized units)
-    ``y   = alpha * w_max * sum_k s_k * y_k + b``
+* programming from ``(seed, layer)``; the compensation reference from ``(seed, layer, epoch)``;
+* after :meth:`drift_to` ``(t)``, the ``k``-th read (forward or transposed) from
+  ``(seed, layer, epoch, t, k)`` and the compensation calibration at ``t`` from
+  ``(seed, layer, epoch, t)``; so a read's numbers do not depend on what was asked before;
+* a write session (program-and-verify, a HIL transfer) from ``(seed, layer, epoch + 1)``; it
+  ends write epoch ``epoch`` and starts ``epoch + 1``.
 
-where ``W_k`` is the tile's normalized drifted weight at time ``t`` (see ``mapping``),
-``sigma_k`` its 1/f read-noise std (devices of a cell add in quadrature), ``s_k`` the input
-scale of that tile, ``alpha`` the drift compensation factor and ``b`` the digital bias.
-
-Read noise is fresh on every call.  ``read_noise.per_sample: false`` draws one noisy read
-``Z ~ N(0, 1)^(in x out)`` per call, shared by the samples of that call (one array read reused by
-a batch, the cheap mode the benchmark uses); ``per_sample: true`` gives every sample an
-independent read, using the exact per-output law ``sqrt((u^2) @ sigma^2) * N(0, 1)`` (one extra
-matmul).  In both modes the marginal distribution of every output equals that of a fresh
-per-device Gaussian read; noise is not clamped at zero conductance per read.
-
-Global drift compensation follows aihwkit's semantics: after programming (t = 0) and at time t the
-array is read, through the full analog path, with the same known inputs; ``alpha = mean|y_0| /
-mean|y_t|`` (``global``) or the same ratio per output column (``column``).  As in aihwkit the
-known inputs are the one-hot vectors ``eye(in)``: dense calibration vectors would saturate the
-ADC, and the output noise dithers the ADC rounding of small one-hot reads.
+Read noise is fresh on every read; ``read_noise.per_sample`` chooses one read shared by the
+samples of a call or an independent read per sample, ``read_noise.sampling`` a fixed bank of
+normals (:mod:`pcm_sim.crossbar.noise`) or ``randn`` per read.  The state (conductances, drift
+exponents, faults, pulse counts, seed, epoch, compensation reference, profile) is exported as
+tensors and plain data by :meth:`state` and restored by :meth:`from_state`.
 """
 
 from __future__ import annotations
 
-import math
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from pcm_sim.crossbar import mapping, periphery
-from pcm_sim.crossbar.noise import NoiseBank
+from pcm_sim.crossbar import calibration, mapping, reads
+from pcm_sim.crossbar.noise import NoiseBank, bank_size
+from pcm_sim.crossbar.streams import ChipStreams
 from pcm_sim.physics import pcm
 from pcm_sim.profiles import DeviceProfile
 
-__all__ = ["CrossbarArray"]
+__all__ = ["CHIP_STATE_FORMAT", "CrossbarArray"]
 
-MIN_READOUT = 1e-4
+CHIP_STATE_FORMAT = "pcm-sim-crossbar/1"
+_TENSOR_FIELDS = ("w_max", "g_target_us", "g_prog_us", "nu", "stuck", "pulses", "baseline")
 
 
 class CrossbarArray:
     """A weight matrix programmed onto PCM tiles.
 
     Args:
-        weight_in_out: weights in crossbar layout ``(in, out)`` (transpose of ``nn.Linear``).
+        weight_in_out: weights in crossbar layout ``(in, out)`` (transpose of ``nn.Linear``);
+            its device is the array's device.
         profile: the device profile.
-        generator: drives programming and every later read; its device sets the array's device.
+        streams: the chip seed and layer index that name every random draw.
     """
 
-    def __init__(
-        self, weight_in_out: Tensor, profile: DeviceProfile, generator: torch.Generator
-    ) -> None:
+    def __init__(self, weight_in_out: Tensor, profile: DeviceProfile, streams: ChipStreams) -> None:
         if weight_in_out.dim() != 2:
             raise ValueError(f"weight: expected shape (in, out), got {tuple(weight_in_out.shape)}")
         if not torch.isfinite(weight_in_out).all():
             raise ValueError("weight: expected finite values, got NaN or inf")
-        self.profile = profile
-        self.generator = generator
-        self.noise_bank = NoiseBank(generator, torch.float32, weight_in_out.device)
-        self.in_features, self.out_features = weight_in_out.shape
-        self.n_row_tiles = math.ceil(self.in_features / profile.tile.rows)
-        base, extra = divmod(self.in_features, self.n_row_tiles)
-        self.tile_sizes = [base + (k < extra) for k in range(self.n_row_tiles)]
-        self.rows = self.tile_sizes[0]
-        # padded layout: slot (k, r) holds input row ``index[k*rows + r]``; ``in`` = zero row
-        index = torch.full((self.n_row_tiles, self.rows), self.in_features, dtype=torch.long)
-        start = 0
-        for k, size in enumerate(self.tile_sizes):
-            index[k, :size] = torch.arange(start, start + size)
-            start += size
-        self.row_index = index.reshape(-1).to(weight_in_out.device)
-        self.padded = extra != 0
-        self.n_col_tiles = math.ceil(self.out_features / profile.tile.cols)
         weight = weight_in_out.detach().float()
+        in_features, out_features = weight.shape
+        self._setup(profile, streams, in_features, out_features, weight.device)
         self.w_max = mapping.weight_scale(weight, profile)
         self.g_target_us = mapping.conductance_targets(weight, self.w_max, profile)
-        self.devices = pcm.program_devices(self.g_target_us, profile, generator)
+        self.devices = pcm.program_devices(
+            self.g_target_us, profile, streams.programming(self.device)
+        )
         self.pulses = torch.ones_like(self.g_target_us, dtype=torch.int32)
+        self.write_epoch = 0
+        self.baseline = self._reference_readout()
+        self.drift_to(0.0)
+
+    def _setup(
+        self,
+        profile: DeviceProfile,
+        streams: ChipStreams,
+        in_features: int,
+        out_features: int,
+        device: torch.device,
+    ) -> None:
+        self.profile = profile
+        self.streams = streams
+        self.in_features, self.out_features = in_features, out_features
+        self.device = device
+        self.layout = reads.TileLayout.build(in_features, profile.tile.rows, device)
+        self.n_col_tiles = -(-out_features // profile.tile.cols)
+        self._bank: NoiseBank | None = None
         self.t_s = 0.0
-        self.alpha = torch.ones((), dtype=weight.dtype, device=weight.device)
-        self.baseline = self.alpha
-        self._calibrate_baseline()
+        self.read_counter = 0
+
+    @property
+    def n_row_tiles(self) -> int:
+        """Row tiles (inputs split over arrays of ``tile.rows`` rows)."""
+        return self.layout.n_row_tiles
+
+    @property
+    def rows(self) -> int:
+        """Rows used per row tile (the largest tile)."""
+        return self.layout.rows
 
     @property
     def n_tiles(self) -> int:
@@ -97,72 +104,57 @@ class CrossbarArray:
         """PCM devices used (both polarities, all devices per polarity)."""
         return self.g_target_us.numel()
 
-    def reprogram(self, devices: pcm.ProgrammedDevices, pulses: Tensor) -> None:
-        """Replace device states (e.g. after program-and-verify); resets the time to 0."""
-        self.devices = devices
-        self.pulses = pulses
-        self._calibrate_baseline()
+    # --- random sources -------------------------------------------------------------------
 
-    def _calibrate_baseline(self) -> None:
-        """Reference readout right after programming (t = 0), then the state at t = 0."""
-        self.t_s = 0.0
-        self.alpha = torch.ones_like(self.alpha)
-        self._refresh_read_state()
-        if self.profile.compensation.mode != "none":
-            self.baseline = self._calibration_readout()
-        self.drift_to(0.0)
+    def _normals(self, generator: torch.Generator) -> reads.Normals:
+        """N(0, 1) values of one read from ``generator`` (bank window or ``randn``)."""
+        if self.profile.read_noise.sampling == "bank":
+            if self._bank is None:
+                size = bank_size(self.n_row_tiles * self.rows * self.out_features)
+                self._bank = NoiseBank(size, self.streams.bank(self.device), torch.float32)
+            bank = self._bank
+            return lambda shape: bank.draw(shape, generator)
+        return lambda shape: torch.randn(
+            shape, generator=generator, dtype=torch.float32, device=self.device
+        )
+
+    def _next_read(self) -> reads.Normals:
+        generator = self.streams.read(self.device, self.write_epoch, self.t_s, self.read_counter)
+        self.read_counter += 1
+        return self._normals(generator)
+
+    # --- time and compensation ------------------------------------------------------------
+
+    def _reference_readout(self) -> Tensor:
+        """Compensation reference right after the current write epoch (t = 0)."""
+        if self.profile.compensation.mode == "none":
+            return torch.ones((), device=self.device)
+        state = reads.read_state(self.devices, 0.0, self.profile, self.layout)
+        normals = self._normals(self.streams.baseline(self.device, self.write_epoch))
+        return reads.compensation_readout(state, self.layout, self.profile, normals)
 
     def drift_to(self, t_s: float) -> None:
-        """Move the array to ``t_s`` seconds after programming and recalibrate compensation."""
+        """Move to ``t_s`` seconds after programming, recalibrate compensation, reset reads."""
         self.t_s = float(t_s)
-        self._refresh_read_state()
-        self.alpha = torch.ones_like(self.alpha)
+        self.read_counter = 0
+        self.state = reads.read_state(self.devices, self.t_s, self.profile, self.layout)
+        self.alpha = torch.ones((), device=self.device)
         if self.profile.compensation.mode != "none":
-            self.alpha = self.baseline / self._calibration_readout()
+            gen = self.streams.calibration(self.device, self.write_epoch, self.t_s)
+            readout = reads.compensation_readout(
+                self.state, self.layout, self.profile, self._normals(gen)
+            )
+            self.alpha = self.baseline / readout
+        self.gain = self.w_max * self.alpha  # () or (out,)
 
-    def _refresh_read_state(self) -> None:
-        """Normalized mean weights and read-noise std at the current time, tiled for the MVM."""
-        g_prog, nu = self.devices.g_prog_us, self.devices.nu
-        g_drift = pcm.drifted_conductance(g_prog, nu, self.t_s, self.profile)
-        sigma = pcm.read_noise_std(g_prog, g_drift, self.t_s, self.profile)
-        span = self.profile.device.g_max_us - self.profile.device.g_min_us
-        n = g_prog.shape[1]
-        w_norm = mapping.normalized_weights(g_drift, self.profile)  # (in, out)
-        var = (sigma.square().sum(dim=(0, 1))) / (n * span) ** 2  # (in, out)
-        self.has_read_noise = bool(self.profile.read_noise.scale > 0)
-        self.w_tiles = self._tile(w_norm)  # (tiles, rows, out)
-        self.sigma_tiles = self._tile(var.sqrt())  # (tiles, rows, out)
-        self.var_tiles = self._tile(var)  # (tiles, rows, out)
-
-    def _tile(self, matrix: Tensor) -> Tensor:
-        """``(in, out) -> (tiles, rows, out)`` in the padded tile layout."""
-        if self.padded:
-            matrix = torch.nn.functional.pad(matrix, (0, 0, 0, 1))[self.row_index]
-        return matrix.reshape(self.n_row_tiles, self.rows, self.out_features).contiguous()
+    # --- reads ----------------------------------------------------------------------------
 
     def effective_weight(self) -> Tensor:
         """Mean weight the array realises now, ``(in, out)``, compensation included."""
-        w = self.w_tiles.reshape(-1, self.out_features)
-        if self.padded:
-            w = w[self.row_index < self.in_features]
-        return w * self.w_max * self.alpha
+        return self.layout.untile(self.state.w) * self.gain
 
-    def _calibration_readout(self) -> Tensor:
-        eye = torch.eye(self.in_features, dtype=self.w_tiles.dtype, device=self.w_tiles.device)
-        out = self.mvm(eye, apply_compensation=False).abs()  # (in, out): one-hot reads
-        if self.profile.compensation.mode == "column":
-            return out.mean(dim=0).clamp(min=MIN_READOUT)
-        return out.mean().clamp(min=MIN_READOUT)
-
-    def _normals(self, shape: torch.Size | tuple[int, ...]) -> Tensor:
-        """Fresh N(0, 1) values for one read (bank or exact ``randn``, per the profile)."""
-        if self.profile.read_noise.sampling == "bank":
-            return self.noise_bank.draw(tuple(shape))
-        w = self.w_tiles
-        return torch.randn(shape, generator=self.generator, dtype=w.dtype, device=w.device)
-
-    def mvm(self, x: Tensor, binary_input: bool = False, apply_compensation: bool = True) -> Tensor:
-        """Analog matrix-vector product of ``x`` ``(..., in)`` -> ``(..., out)`` (no bias).
+    def mvm(self, x: Tensor, binary_input: bool = False) -> Tensor:
+        """Analog ``x @ W``: ``(..., in) -> (..., out)`` (no bias), one read.
 
         ``binary_input``: inputs are spikes in {0, 1}; they drive the rows directly, no DAC.
         """
@@ -170,55 +162,134 @@ class CrossbarArray:
             raise ValueError(
                 f"input: expected last dim {self.in_features}, got shape {tuple(x.shape)}"
             )
-        lead = x.shape[:-1]
-        flat = x.reshape(-1, self.in_features).to(self.w_tiles.dtype)  # (N, in)
-        n_samples = flat.shape[0]
-        if self.padded:
-            flat = torch.nn.functional.pad(flat, (0, 1))[:, self.row_index]  # (N, tiles*rows)
-        u = flat.reshape(n_samples, self.n_row_tiles, self.rows).transpose(0, 1)  # (T, N, rows)
-        per = self.profile.periphery
-        needs_periphery = bool(per.dac_bits or per.output_range or per.output_noise)
-        # Integer-domain periphery: the rows are driven with u, x ~ u * full_scale / k, where
-        # k = DAC levels (or 1); normalized outputs are y_u / k (see periphery.dac / adc).
-        full_scale: Tensor | float = 1.0
-        k = 1.0
-        if needs_periphery and not binary_input:
-            levels = periphery.converter_levels(per.dac_bits) if per.dac_bits else 0
-            k = float(levels) if levels else 1.0
-            if per.input_policy == "scale":
-                full_scale = periphery.input_scale(u, per)  # (T, N, 1): max |x| per row tile
-                u = u * (k / full_scale)  # |u| <= k: no clipping needed
-            else:
-                full_scale = per.input_range
-                u = (u * (k / full_scale)).clamp_(-k, k)
-            if levels:
-                u = u.round_()
-        w = self.w_tiles
-        per_sample = self.profile.read_noise.per_sample
-        if self.has_read_noise and not per_sample:
-            z = self._normals(w.shape)
-            w = torch.addcmul(w, self.sigma_tiles, z)  # (T, rows, out): one fresh read
-        y = torch.matmul(u, w)  # (T, N, out), in units of 1/k of full scale
-        if self.has_read_noise and per_sample:
-            std = torch.matmul(u.square(), self.var_tiles).sqrt_()  # (T, N, out)
-            y.addcmul_(std, self._normals(y.shape))
-        if per.output_noise:
-            y.add_(self._normals(y.shape), alpha=per.output_noise * k)
-        unit = 1.0 / k  # normalized output per unit of y
-        if per.output_range:
-            if per.adc_bits:
-                adc_levels = periphery.converter_levels(per.adc_bits)
-                step = per.output_range / adc_levels
-                y.mul_(1.0 / (step * k)).round_().clamp_(-adc_levels, adc_levels)
-                unit = step
-            else:
-                y.mul_(1.0 / k).clamp_(-per.output_range, per.output_range)
-                unit = 1.0
-        gain = self.w_max * self.alpha if apply_compensation else self.w_max  # () or (out,)
-        if gain.dim() == 0:  # fold the scalar gain into the small per-sample factor
-            y = y.mul_(full_scale * (unit * gain)) if needs_periphery else y.mul_(gain)
-            out = y.sum(dim=0) if self.n_row_tiles > 1 else y[0]  # (N, out)
-        else:
-            y = y.mul_(full_scale * unit) if needs_periphery else y
-            out = (y.sum(dim=0) if self.n_row_tiles > 1 else y[0]) * gain  # (N, out)
-        return out.reshape(*lead, self.out_features)
+        flat = x.reshape(-1, self.in_features).to(torch.float32)  # (N, in)
+        out = reads.forward_read(
+            flat, self.state, self.layout, self.profile, self.gain, self._next_read(), binary_input
+        )
+        return out.reshape(*x.shape[:-1], self.out_features)
+
+    def mvm_transposed(self, e: Tensor, binary_input: bool = False) -> Tensor:
+        """Analog ``e @ W^T``: ``(..., out) -> (..., in)``, one read (columns driven)."""
+        if e.shape[-1] != self.out_features:
+            raise ValueError(
+                f"input: expected last dim {self.out_features}, got shape {tuple(e.shape)}"
+            )
+        flat = e.reshape(-1, self.out_features).to(torch.float32)  # (N, out)
+        out = reads.transposed_read(
+            flat,
+            self.state,
+            self.layout,
+            self.profile,
+            self.w_max,
+            self.alpha,
+            self._next_read(),
+            binary_input,
+        )
+        return out.reshape(*e.shape[:-1], self.in_features)
+
+    # --- writes ---------------------------------------------------------------------------
+
+    def write_session(
+        self,
+        tol_us: float,
+        max_iterations: int,
+        write: Tensor | None = None,
+        verify_t_s: float = 0.0,
+        reads_per_verify: int = 1,
+        track: bool = True,
+    ) -> calibration.VerifyOutcome:
+        """Write ``write`` (a device mask, or none) and write-verify; start a new write epoch.
+
+        See :func:`pcm_sim.crossbar.calibration.verify_devices`.  Afterwards the compensation
+        reference is re-taken and the array returns to the time it was at (re-written devices
+        are read as if they had aged like the rest: exact at ``t = 0``).
+        """
+        outcome = calibration.verify_devices(
+            self.g_target_us,
+            self.devices,
+            self.pulses,
+            self.profile,
+            tol_us,
+            max_iterations,
+            self.streams.write(self.device, self.write_epoch + 1),
+            verify_t_s=verify_t_s,
+            write=write,
+            reads_per_verify=reads_per_verify,
+            track=track,
+        )
+        self.devices, self.pulses = outcome.devices, outcome.pulses
+        self.write_epoch += 1
+        self.baseline = self._reference_readout()
+        self.drift_to(self.t_s)
+        return outcome
+
+    def rewrite(
+        self, weight_in_out: Tensor, tol_us: float, max_iterations: int
+    ) -> calibration.VerifyOutcome | None:
+        """Program new weights ``(in, out)`` (clipped to ``+-w_max``, the scale is kept).
+
+        Only devices whose target conductance changed are written (one pulse each, then
+        verified with up to ``max_iterations`` re-writes); returns ``None`` if none changed.
+        """
+        if weight_in_out.shape != (self.in_features, self.out_features):
+            raise ValueError(
+                f"weight: expected shape {(self.in_features, self.out_features)}, "
+                f"got {tuple(weight_in_out.shape)}"
+            )
+        targets = mapping.conductance_targets(
+            weight_in_out.detach().float(), self.w_max, self.profile
+        )
+        write = targets != self.g_target_us  # (2, N, in, out)
+        if not bool(write.any()):
+            return None
+        self.g_target_us = targets
+        return self.write_session(tol_us, max_iterations, write=write, track=False)
+
+    # --- state ----------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """The chip state: tensors (on CPU) and plain data, no code."""
+        values = {
+            "w_max": self.w_max,
+            "g_target_us": self.g_target_us,
+            "g_prog_us": self.devices.g_prog_us,
+            "nu": self.devices.nu,
+            "stuck": self.devices.stuck,
+            "pulses": self.pulses,
+            "baseline": self.baseline,
+        }
+        return {
+            "format": CHIP_STATE_FORMAT,
+            "chip_seed": self.streams.chip_seed,
+            "layer": self.streams.layer,
+            "shape": [self.in_features, self.out_features],
+            "write_epoch": self.write_epoch,
+            "t_s": self.t_s,
+            "profile": self.profile.to_dict(),
+            **{name: values[name].detach().cpu() for name in _TENSOR_FIELDS},
+        }
+
+    @classmethod
+    def from_state(
+        cls, state: dict[str, Any], profile: DeviceProfile, device: torch.device
+    ) -> CrossbarArray:
+        """Rebuild an array from :meth:`state_dict` (already checked by the caller) on
+        ``device``; it is moved to the saved time."""
+        array = cls.__new__(cls)
+        in_f, out_f = state["shape"]
+        array._setup(profile, ChipStreams(state["chip_seed"], state["layer"]), in_f, out_f, device)
+        tensors = {name: state[name].to(device) for name in _TENSOR_FIELDS}
+        array.w_max = tensors["w_max"]
+        array.g_target_us = tensors["g_target_us"]
+        array.devices = pcm.ProgrammedDevices(tensors["g_prog_us"], tensors["nu"], tensors["stuck"])
+        array.pulses = tensors["pulses"]
+        array.baseline = tensors["baseline"]
+        array.write_epoch = int(state["write_epoch"])
+        array.drift_to(float(state["t_s"]))
+        return array
+
+    def to(self, device: torch.device) -> CrossbarArray:
+        """The same chip on ``device`` (at the same time; its read counter restarts)."""
+        if torch.device(device) == self.device:
+            return self
+        return CrossbarArray.from_state(self.state_dict(), self.profile, torch.device(device))

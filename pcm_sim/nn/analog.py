@@ -29,19 +29,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pcm_sim.crossbar import mapping
+from pcm_sim.crossbar import calibration, mapping, reads
+from pcm_sim.crossbar.calibration import (
+    DEFAULT_MAX_ITERATIONS,
+    DEFAULT_TOLERANCE_GMAX,
+    VerifyReport,
+    resolve_tolerance_us,
+)
+from pcm_sim.crossbar.streams import ChipStreams, stream_seed
 from pcm_sim.crossbar.tile import CrossbarArray
-from pcm_sim.physics import pcm
 from pcm_sim.profiles import DeviceProfile, load_profile
 
 __all__ = ["AnalogConv2d", "AnalogLinear", "analog_layers", "deploy", "drift_to", "enable_hwa"]
 
 Backend = Literal["pcm-sim", "aihwkit"]
-
-
-def _layer_seed(seed: int, index: int) -> int:
-    """A distinct, reproducible seed for the ``index``-th analog layer of a deployment."""
-    return (seed * 1_000_003 + index * 7_919 + 17) % (2**62)
 
 
 class AnalogLinear(nn.Module):
@@ -103,16 +104,33 @@ class AnalogLinear(nn.Module):
             f"in={self.in_features}, out={self.out_features}, bias={self.bias is not None}, {mode}"
         )
 
-    def program(self, profile: DeviceProfile, generator: torch.Generator) -> None:
-        """Program the current weights onto a chip with ``profile`` (drawn from ``generator``)."""
+    @property
+    def deployed_backend(self) -> Backend | None:
+        """The backend of the programmed chip, or ``None`` in software mode."""
+        if self.crossbar is not None:
+            return "pcm-sim"
+        return "aihwkit" if self.aihwkit_layer is not None else None
+
+    def program(
+        self, profile: DeviceProfile, streams: ChipStreams, backend: Backend | None = None
+    ) -> None:
+        """Program the current weights onto a new chip with ``profile``; any previous chip goes.
+
+        ``streams`` names the chip's random draws; ``backend`` (default: the layer's configured
+        backend, which is not changed) chooses pcm-sim crossbars or aihwkit tiles.
+        """
+        chosen = backend if backend is not None else self.backend
+        if chosen not in ("pcm-sim", "aihwkit"):
+            raise ValueError(f"backend: expected 'pcm-sim' or 'aihwkit', got {chosen!r}")
+        self.to_software()
         self.profile = profile
         weight_in_out = self.weight.detach().t()  # (in, out)
-        if self.backend == "aihwkit":
+        if chosen == "aihwkit":
             from pcm_sim.backends.aihwkit import AihwkitTile
 
-            self.aihwkit_layer = AihwkitTile(weight_in_out, profile, generator)
+            self.aihwkit_layer = AihwkitTile(weight_in_out, profile, streams)
         else:
-            self.crossbar = CrossbarArray(weight_in_out, profile, generator)
+            self.crossbar = CrossbarArray(weight_in_out, profile, streams)
 
     def drift_to(self, t_s: float) -> None:
         """Move the programmed layer to ``t_s`` seconds after programming (with compensation)."""
@@ -128,26 +146,116 @@ class AnalogLinear(nn.Module):
         self.crossbar = None
         self.aihwkit_layer = None
 
+    def _chip(self, what: str) -> CrossbarArray:
+        if self.crossbar is None:
+            raise ValueError(f"{what}: the layer is not programmed on a pcm-sim crossbar")
+        return self.crossbar
+
+    def read_transposed(self, e: Tensor, binary_input: bool = False) -> Tensor:
+        """``e @ W``: ``(..., out) -> (..., in)``, no bias; one transposed read on a chip.
+
+        ``binary_input``: ``e`` holds unit pulses that drive the columns without a DAC.
+        """
+        if self.aihwkit_layer is not None:
+            raise ValueError("read_transposed: needs the pcm-sim backend (aihwkit tiles have none)")
+        if self.crossbar is None:
+            return torch.matmul(e, self.weight.detach())
+        return self.crossbar.mvm_transposed(e.detach(), binary_input=binary_input).to(e.dtype)
+
+    def rewrite(
+        self,
+        weight: Tensor,
+        tolerance_gmax: float = DEFAULT_TOLERANCE_GMAX,
+        max_iterations: int = DEFAULT_MAX_ITERATIONS,
+    ) -> int:
+        """Write new weights ``(out, in)`` onto the chip (clipped to its ``+-w_max``).
+
+        Devices whose target changed get one pulse and up to ``max_iterations`` verified
+        re-writes (``0`` = open loop); the layer's float weights become the written ones.
+        Returns the pulses spent.
+        """
+        crossbar = self._chip("rewrite")
+        if weight.shape != self.weight.shape:
+            raise ValueError(
+                f"weight: expected {tuple(self.weight.shape)}, got {tuple(weight.shape)}"
+            )
+        tol = resolve_tolerance_us(crossbar.profile, None, tolerance_gmax)
+        before = int(crossbar.pulses.sum())
+        crossbar.rewrite(weight.detach().t(), tol, max_iterations)
+        w_max = crossbar.w_max.reshape(-1, 1) if crossbar.w_max.dim() else crossbar.w_max
+        self.weight.data.copy_(weight.detach().clamp(-w_max, w_max))
+        return int(crossbar.pulses.sum()) - before
+
+    def program_and_verify(
+        self,
+        tolerance_gmax: float = DEFAULT_TOLERANCE_GMAX,
+        max_iterations: int = DEFAULT_MAX_ITERATIONS,
+        reads_per_verify: int = 1,
+    ) -> VerifyReport:
+        """Write-verify every device of the chip (:func:`calibration.program_and_verify`)."""
+        return calibration.program_and_verify(
+            self._chip("program_and_verify"),
+            tolerance_gmax=tolerance_gmax,
+            max_iterations=max_iterations,
+            reads_per_verify=reads_per_verify,
+        )
+
+    def chip_weight_scale(self) -> Tensor:
+        """The chip's ``w_max`` (``()`` or ``(out,)``): the weight mapped to ``g_max``."""
+        return self._chip("chip_weight_scale").w_max
+
+    def chip_pulses(self) -> Tensor:
+        """Programming pulses per device so far, ``(2, N, in, out)`` int32."""
+        return self._chip("chip_pulses").pulses
+
+    def chip_geometry(self) -> dict[str, int]:
+        """Row/column tiles, rows per row tile and devices of the programmed crossbar."""
+        crossbar = self._chip("chip_geometry")
+        return {
+            "n_row_tiles": crossbar.n_row_tiles,
+            "n_col_tiles": crossbar.n_col_tiles,
+            "n_tiles": crossbar.n_tiles,
+            "rows": crossbar.rows,
+            "n_devices": crossbar.n_devices,
+        }
+
+    def chip_state(self) -> dict[str, Any]:
+        """The programmed crossbar's state (tensors and plain data), see :mod:`pcm_sim.nn.chips`."""
+        return self._chip("chip_state").state_dict()
+
+    def load_chip_state(self, state: dict[str, Any], profile: DeviceProfile) -> None:
+        """Install a chip saved by :meth:`chip_state` (checked by the caller)."""
+        self.to_software()
+        self.profile = profile
+        self.crossbar = CrossbarArray.from_state(state, profile, self.weight.device)
+
+    def _apply(self, fn: Any, recurse: bool = True) -> AnalogLinear:
+        """``module.to(device)`` also moves the programmed crossbar."""
+        super()._apply(fn, recurse)
+        if self.crossbar is not None and self.crossbar.device != self.weight.device:
+            self.crossbar = self.crossbar.to(self.weight.device)
+        return self
+
     def _hwa_weight(self) -> Tensor:
         """One sample of the weights the chip realises at ``hwa_t_s`` (see module docstring)."""
         assert self.profile is not None and self.hwa_generator is not None
-        profile, gen = self.profile, self.hwa_generator
-        with torch.no_grad():
-            w = self.weight.detach().t()  # (in, out)
-            w_max = mapping.weight_scale(w, profile)
-            targets = mapping.conductance_targets(w, w_max, profile)
-            devices = pcm.program_devices(targets, profile, gen)
-            g_t = pcm.conductance_at(devices, self.hwa_t_s, profile, gen)
-            w_chip = mapping.normalized_weights(g_t, profile)
-            if profile.compensation.mode != "none":
-                ref = mapping.normalized_weights(targets, profile).abs().mean()
-                w_chip = w_chip * (ref / w_chip.abs().mean().clamp(min=1e-12))
-            delta = (w_chip * w_max).t() - self.weight  # (out, in): chip minus clean weights
+        w_max = mapping.weight_scale(self.weight.detach().t(), self.profile)
+        sample = reads.sample_chip_weights(
+            self.weight.t(), self.profile, self.hwa_t_s, self.hwa_generator
+        )
+        delta = sample.t() - self.weight.detach()  # (out, in): chip minus clean weights
         if not self.hwa_scale_gradient:
             return self.weight + delta
         # the same noise as an error in units of w_max times the live (differentiable) w_max
-        live_w_max = mapping.weight_scale(self.weight.t(), profile).reshape(-1, 1)
+        live_w_max = mapping.weight_scale(self.weight.t(), self.profile).reshape(-1, 1)
         return self.weight + delta / w_max.reshape(-1, 1) * live_w_max
+
+    def software_weight(self) -> Tensor:
+        """The weight ``(out, in)`` a software forward uses: an HWA sample when training with it."""
+        if not (self.training and self.hwa_generator is not None):
+            return self.weight
+        held = self._held_hwa_weight
+        return held if held is not None else self._hwa_weight()
 
     @contextlib.contextmanager
     def held_hwa_sample(self) -> Iterator[None]:
@@ -163,22 +271,36 @@ class AnalogLinear(nn.Module):
         finally:
             self._held_hwa_weight = None
 
-    def _hwa_output_noise(self, x: Tensor, shape: torch.Size) -> Tensor:
-        """One draw of the periphery's output noise for outputs of ``shape`` (see module doc)."""
+    def input_full_scale(self, x: Tensor) -> Tensor | float:
+        """The DAC full scale ``s`` of each input vector ``x`` ``(..., in)``: ``max |x|``
+        (``(..., 1)``) under the ``scale`` policy, ``input_range`` under ``clip``, 1 for spikes."""
+        assert self.profile is not None
+        per = self.profile.periphery
+        if self.binary_input:
+            return 1.0
+        if per.input_policy == "scale":
+            return x.detach().abs().amax(dim=-1, keepdim=True).clamp(min=1e-12)
+        return per.input_range
+
+    def sample_hwa_output_noise(self, full_scale: Tensor | float, like: Tensor) -> Tensor:
+        """One draw of the periphery's output noise for outputs shaped ``like``, input full
+        scale ``full_scale`` (broadcastable): ``out_noise * sqrt(tiles) * w_max * s * N(0, 1)``;
+        ``w_max`` per output broadcasts over the last dim."""
         assert self.profile is not None and self.hwa_generator is not None
         per = self.profile.periphery
         weight = self.weight if self.hwa_scale_gradient else self.weight.detach()
         w_max = mapping.weight_scale(weight.t(), self.profile)  # () or (out,)
-        if self.binary_input:
-            full_scale: Tensor | float = 1.0
-        elif per.input_policy == "scale":
-            full_scale = x.detach().abs().amax(dim=-1, keepdim=True).clamp(min=1e-12)
-        else:
-            full_scale = per.input_range
         tiles = math.ceil(self.in_features / self.profile.tile.rows)
         std = per.output_noise * math.sqrt(tiles) * w_max * full_scale
-        z = torch.randn(shape, generator=self.hwa_generator, device=x.device, dtype=x.dtype)
+        z = torch.randn(
+            like.shape, generator=self.hwa_generator, device=like.device, dtype=like.dtype
+        )
         return std * z
+
+    @property
+    def adds_hwa_output_noise(self) -> bool:
+        """True when a training forward adds the periphery's output noise (HWA)."""
+        return self.training and self.hwa_generator is not None and self.hwa_output_noise
 
     def forward(self, x: Tensor) -> Tensor:
         """``(..., in) -> (..., out)``."""
@@ -187,13 +309,10 @@ class AnalogLinear(nn.Module):
                 f"AnalogLinear: expected input (..., {self.in_features}), got {tuple(x.shape)}"
             )
         if not self.is_analog:
-            if not (self.training and self.hwa_generator is not None):
-                return F.linear(x, self.weight, self.bias)
-            held = self._held_hwa_weight
-            y_hwa = F.linear(x, held if held is not None else self._hwa_weight(), self.bias)
-            if self.hwa_output_noise:
-                y_hwa = y_hwa + self._hwa_output_noise(x, y_hwa.shape)
-            return y_hwa
+            y_soft = F.linear(x, self.software_weight(), self.bias)
+            if self.adds_hwa_output_noise:
+                y_soft = y_soft + self.sample_hwa_output_noise(self.input_full_scale(x), y_soft)
+            return y_soft
         if self.crossbar is not None:
             y = self.crossbar.mvm(x.detach(), binary_input=self.binary_input)
         else:
@@ -210,7 +329,10 @@ class AnalogLinear(nn.Module):
 class AnalogConv2d(nn.Module):
     """2-D convolution whose kernel ``(out, in, kh, kw)`` is an :class:`AnalogLinear` on im2col.
 
-    Inputs ``(..., C, H, W)``; every output pixel is one MVM of its ``C*kh*kw`` patch.
+    Inputs ``(..., C, H, W)``; on a chip every output pixel is one MVM of its ``C*kh*kw`` patch.
+    In software mode the same kernel (an HWA sample when training with it) runs as ``conv2d``
+    without materialising the patches; HWA output noise uses each patch's full scale
+    (``max |x|`` over the patch, a max-pool of ``|x|`` then a max over channels).
     """
 
     def __init__(
@@ -240,6 +362,26 @@ class AnalogConv2d(nn.Module):
             binary_input=binary_input,
         )
 
+    def _software(self, images: Tensor) -> Tensor:
+        """``(N, C, H, W) -> (N, out, H', W')`` with the software (or HWA) kernel."""
+        lin = self.linear
+        kernel = lin.software_weight().reshape(
+            self.out_channels, self.in_channels, self.kernel_size, self.kernel_size
+        )
+        y = F.conv2d(images, kernel, lin.bias, self.stride, self.padding)
+        if not lin.adds_hwa_output_noise:
+            return y
+        assert lin.profile is not None
+        full_scale: Tensor | float
+        if lin.binary_input or lin.profile.periphery.input_policy == "clip":
+            full_scale = lin.input_full_scale(images)  # a constant
+        else:  # max |x| of every patch (zero padding as in im2col)
+            padded = F.pad(images.detach().abs(), [self.padding] * 4)
+            pooled = F.max_pool2d(padded, self.kernel_size, self.stride)  # (N, C, H', W')
+            full_scale = pooled.amax(dim=1).clamp(min=1e-12).unsqueeze(-1)  # (N, H', W', 1)
+        noise = lin.sample_hwa_output_noise(full_scale, y.movedim(1, -1))  # (N, H', W', out)
+        return y + noise.movedim(-1, 1)
+
     def forward(self, x: Tensor) -> Tensor:
         """``(..., C, H, W) -> (..., out, H', W')``."""
         if x.dim() < 3 or x.shape[-3] != self.in_channels:
@@ -250,12 +392,14 @@ class AnalogConv2d(nn.Module):
         lead = x.shape[:-3]
         h, w = x.shape[-2:]
         images = x.reshape(-1, self.in_channels, h, w)  # (N, C, H, W)
+        if not self.linear.is_analog:
+            y = self._software(images)  # (N, out, H', W')
+            return y.reshape(*lead, *y.shape[1:])
         cols = F.unfold(images, self.kernel_size, padding=self.padding, stride=self.stride)
         h_out = (h + 2 * self.padding - self.kernel_size) // self.stride + 1
         w_out = (w + 2 * self.padding - self.kernel_size) // self.stride + 1
         y = self.linear(cols.transpose(1, 2))  # (N, L, out)
-        y = y.transpose(1, 2).reshape(*lead, self.out_channels, h_out, w_out)
-        return y
+        return y.transpose(1, 2).reshape(*lead, self.out_channels, h_out, w_out)
 
 
 def analog_layers(module: nn.Module) -> list[AnalogLinear]:
@@ -270,20 +414,21 @@ def deploy(
     backend: Backend | None = None,
     device: torch.device | str | None = None,
 ) -> nn.Module:
-    """Program every analog layer of ``module`` onto a chip; returns ``module`` in analog mode.
+    """Program every analog layer of ``module`` onto a new chip; returns ``module`` in analog mode.
 
-    Chip ``seed`` fixes every random draw (layer ``i`` uses its own generator derived from it).
+    The chip is a value of (weights, profile, ``seed``): layer ``i`` draws from the named streams
+    ``(seed, i, ...)`` (:mod:`pcm_sim.crossbar.streams`).  Any previous chip is replaced;
+    ``backend`` chooses the backend of this deployment only (default: each layer's own);
+    ``device`` moves the module there first.
     """
     prof = load_profile(profile)
     layers = analog_layers(module)
     if not layers:
         raise ValueError("deploy: the module has no AnalogLinear/AnalogConv2d layers")
+    if device is not None:
+        module.to(device)
     for index, layer in enumerate(layers):
-        if backend is not None:
-            layer.backend = backend
-        dev = torch.device(device) if device is not None else layer.weight.device
-        gen = torch.Generator(device=dev).manual_seed(_layer_seed(seed, index))
-        layer.program(prof, gen)
+        layer.program(prof, ChipStreams(seed, index), backend)
     module.eval()
     return module
 
@@ -324,5 +469,5 @@ def enable_hwa(
         layer.hwa_output_noise = output_noise
         layer.hwa_scale_gradient = scale_gradient
         layer.hwa_generator = torch.Generator(device=layer.weight.device).manual_seed(
-            _layer_seed(seed, index)
+            stream_seed("hwa", seed, index)
         )

@@ -44,26 +44,6 @@ def spike_count_logits(spikes: Tensor, potentials: Tensor) -> Tensor:
     return spikes.sum(dim=0) + TIE_BREAK * torch.tanh(potentials.mean(dim=0))
 
 
-def synaptic_drive(synapses: nn.Module, x: Tensor) -> Tensor:
-    """``synapses(x)`` for ``x`` ``(T, B, ...)``; a software convolution runs as ``F.conv2d``.
-
-    The fast path computes exactly what :class:`AnalogConv2d`'s im2col path computes (same kernel,
-    hardware-aware weight sample when enabled), without materialising the patches.
-    """
-    if isinstance(synapses, AnalogConv2d) and not synapses.linear.is_analog:
-        lin = synapses.linear
-        weight = lin._hwa_weight() if lin.training and lin.hwa_generator is not None else lin.weight
-        kernel = weight.reshape(
-            synapses.out_channels, synapses.in_channels, synapses.kernel_size, synapses.kernel_size
-        )
-        lead = x.shape[:-3]
-        images = x.reshape(-1, *x.shape[-3:])  # (T*B, C, H, W)
-        y = F.conv2d(images, kernel, lin.bias, synapses.stride, synapses.padding)
-        return y.reshape(*lead, *y.shape[1:])  # (T, B, out, H', W')
-    out: Tensor = synapses(x)
-    return out
-
-
 class CoarseLIF(nn.Module):
     """Synapses followed by coarse-scale LIF neurons; optional 2x2 max-pool of the spikes.
 
@@ -88,7 +68,7 @@ class CoarseLIF(nn.Module):
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``x``: ``(T, B, ...)`` spikes -> pooled spikes and (unpooled) potentials ``v_t``."""
-        drive = synaptic_drive(self.synapses, x)  # (T, B, ...): every step in one call
+        drive = self.synapses(x)  # (T, B, ...): every step in one call
         state = LIFState(v=torch.zeros_like(drive[0]), s=torch.zeros_like(drive[0]))
         spikes, potentials = [], []
         for t in range(drive.shape[0]):
@@ -102,7 +82,7 @@ class CoarseLIF(nn.Module):
         """Continuous-time LIF on the fine grid: ``x`` ``(T*K, B, ...)`` fine-step spikes."""
         if abs(params.tau - self.params.tau) > 1e-12:
             raise ValueError(f"tau: the transfer keeps tau = {self.params.tau}, got {params.tau}")
-        charge = synaptic_drive(self.synapses, x)  # (T*K, B, ...): charge of each fine step
+        charge = self.synapses(x)  # (T*K, B, ...): charge of each fine step
         zeros = torch.zeros_like(charge[0])
         state = ContinuousLIFState(v=zeros, refractory_s=zeros, pending=zeros)
         spikes, potentials = [], []

@@ -12,7 +12,7 @@ Because a herding quantizer's running count equals its integrated input to withi
 (:mod:`pcm_sim.functional.herding`), ``N_l = Σ_t s_l,t = ReLU(u_l,T) + O(1)`` and
 ``N_l / T → ReLU(W_l N_l-1 / T + b_l)``: the network equals a ReLU MLP as ``T → ∞``.
 
-Backward pass, with the same crossbars read transposed (:func:`mvm_transposed`): the output error
+Backward pass, with the same crossbars read transposed (:func:`transposed_read`): the output error
 ``δ_L = softmax(logits) - onehot(y)`` is herded into error spikes ``ε_L,t = herd(γ δ_L)``
 (``γ`` = ``error_scale``, error spikes per step per unit of error), and for ``l = L .. 2``
 
@@ -36,7 +36,6 @@ Shapes: inputs ``(B, in)`` in ``[0, 1]``; spike trains ``(T, B, units)``.
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -44,8 +43,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pcm_sim.crossbar import periphery
-from pcm_sim.crossbar.tile import CrossbarArray
 from pcm_sim.functional.herding import herd_sequence
 from pcm_sim.nn.analog import AnalogLinear
 
@@ -54,70 +51,9 @@ __all__ = [
     "DeepSpikingNetwork",
     "ReLUMLP",
     "forward_read",
-    "mvm_transposed",
     "pulse_read",
     "transposed_read",
 ]
-
-
-def mvm_transposed(crossbar: CrossbarArray, e: Tensor, binary_input: bool = False) -> Tensor:
-    """Transposed analog read ``e @ W^T`` of a programmed crossbar: ``(..., out) -> (..., in)``.
-
-    The same devices (drifted mean weights ``w_tiles``), a fresh read-noise draw
-    (``sigma_tiles``/``var_tiles`` and the array's normal source, as in
-    :meth:`CrossbarArray.mvm`), the same periphery (:mod:`pcm_sim.crossbar.periphery`) and the
-    same compensation, with the roles of the lines swapped: ``e`` drives the columns (split into
-    column tiles of ``tile.cols`` that are summed digitally after their ADCs) and every row is
-    sensed.  Global compensation multiplies the result by ``alpha w_max``; per-column
-    compensation factors are applied digitally to the column inputs (which then need the DAC).
-    ``binary_input``: the inputs are spike counts that drive the lines directly (no DAC).
-    """
-    out_f, in_f = crossbar.out_features, crossbar.in_features
-    if e.shape[-1] != out_f:
-        raise ValueError(f"input: expected last dim {out_f}, got shape {tuple(e.shape)}")
-    lead = e.shape[:-1]
-    flat = e.reshape(-1, out_f).to(crossbar.w_tiles.dtype)  # (N, out)
-    gain = crossbar.w_max * crossbar.alpha
-    if crossbar.alpha.dim() > 0:  # per-column compensation: scale the column inputs digitally
-        flat = flat * crossbar.alpha
-        gain = torch.as_tensor(crossbar.w_max).to(flat)
-        binary_input = False
-    n_samples = flat.shape[0]
-    cols = min(crossbar.profile.tile.cols, out_f)
-    n_ct = math.ceil(out_f / cols)
-    pad = n_ct * cols - out_f
-    if pad:
-        flat = F.pad(flat, (0, pad))
-    u = flat.reshape(n_samples, n_ct, cols).transpose(0, 1)  # (C, N, cols)
-    per = crossbar.profile.periphery
-    scale: Tensor | None = None
-    if bool(per.dac_bits or per.output_range or per.output_noise) and not binary_input:
-        scale = periphery.input_scale(u, per)  # (C, N, 1) or ()
-        u = periphery.dac(u / scale, per)
-    w = crossbar.w_tiles  # (R, rows, out), padded tile layout
-    per_sample = crossbar.profile.read_noise.per_sample
-    if crossbar.has_read_noise and not per_sample:
-        z = crossbar._normals(w.shape)
-        w = torch.addcmul(w, crossbar.sigma_tiles, z)  # one fresh read of every device
-    valid = crossbar.row_index < in_f  # (R*rows,): padded slots hold no input row
-
-    def by_column_tile(m: Tensor) -> Tensor:
-        m = m.reshape(-1, out_f)[valid]  # (in, out), rows in input order
-        if pad:
-            m = F.pad(m, (0, pad))
-        return m.reshape(in_f, n_ct, cols).permute(1, 2, 0)  # (C, cols, in)
-
-    y = torch.matmul(u, by_column_tile(w))  # (C, N, in)
-    if crossbar.has_read_noise and per_sample:
-        std = torch.matmul(u.square(), by_column_tile(crossbar.var_tiles)).sqrt()  # (C, N, in)
-        y = y + std * crossbar._normals(y.shape)
-    if per.output_noise:
-        y = y + per.output_noise * crossbar._normals(y.shape)
-    y = periphery.adc(y, per)
-    if scale is not None:
-        y = y * scale
-    summed = y.sum(dim=0)  # (N, in): column tiles summed digitally
-    return (summed * gain).reshape(*lead, in_f)
 
 
 def pulse_read(read: Callable[[Tensor], Tensor], counts: Tensor, out_features: int) -> Tensor:
@@ -153,18 +89,14 @@ def forward_read(layer: AnalogLinear, spikes: Tensor) -> Tensor:
 
 
 def transposed_read(layer: AnalogLinear, e: Tensor) -> Tensor:
-    """``e @ W`` (``(..., out) -> (..., in)``, no bias): on the layer's crossbar when programmed.
+    """``e @ W`` (``(..., out) -> (..., in)``, no bias): on the layer's chip when programmed.
 
-    On a chip the signed integer error counts ``e`` are sent as unit pulses (:func:`pulse_read`).
+    On a chip the signed integer error counts ``e`` are sent as unit pulses (:func:`pulse_read`),
+    each a transposed read of the crossbar (:meth:`AnalogLinear.read_transposed`).
     """
-    if layer.crossbar is not None:
-        crossbar = layer.crossbar
-        return pulse_read(
-            lambda p: mvm_transposed(crossbar, p, binary_input=True), e, layer.in_features
-        )
-    if layer.aihwkit_layer is not None:
-        raise ValueError("transposed_read: needs the pcm-sim backend (aihwkit tiles not supported)")
-    return torch.matmul(e, layer.weight.detach())
+    if not layer.is_analog:
+        return torch.matmul(e, layer.weight.detach())
+    return pulse_read(lambda p: layer.read_transposed(p, binary_input=True), e, layer.in_features)
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,7 @@ from pcm_sim.families import FAMILIES
 from pcm_sim.nn.analog import AnalogLinear, deploy, drift_to
 from pcm_sim.profiles import DeviceProfile, ProfileError, _read_yaml, load_profile
 from pcm_sim.recipes import RecipeError, load_recipe
+from pcm_sim.seeds import EVAL_INPUT_SEED, input_generator
 from pcm_sim.studies.executors import Executor
 from pcm_sim.studies.store import ResultStore, canonical_json, cell_key
 from pcm_sim.training.checkpoint import CheckpointError, load_checkpoint, train_recipe
@@ -121,7 +122,7 @@ class Sweep:
     seeds: tuple[int, ...]
     mode: str = "default"
     limit: int | None = None
-    input_seed: int = 1
+    input_seed: int = EVAL_INPUT_SEED
     db: str | None = None
     source: str = "<sweep>"
 
@@ -313,7 +314,9 @@ def parse_sweep(data: Any, source: str = "<sweep>") -> Sweep:
     limit = evaluation.get("limit")
     if limit is not None:
         limit = _int(limit, f"{source}: evaluation.limit", 1)
-    input_seed = _int(evaluation.get("input_seed", 1), f"{source}: evaluation.input_seed", 0)
+    input_seed = _int(
+        evaluation.get("input_seed", EVAL_INPUT_SEED), f"{source}: evaluation.input_seed", 0
+    )
     db = data.get("db")
     if db is not None and not (isinstance(db, str) and db):
         raise SweepError(f"{source}: db: expected a path")
@@ -533,14 +536,14 @@ class OpCounter:
         counts = self.counts[name]
 
         def hook(module: nn.Module, args: tuple[Any, ...]) -> None:
-            crossbar = layer.crossbar
-            if crossbar is None:
+            if layer.deployed_backend != "pcm-sim":
                 raise RuntimeError(f"OpCounter: layer {name} is not on a pcm-sim crossbar")
+            geometry = layer.chip_geometry()
             x: Tensor = args[0].detach()
             active = x.reshape(-1, layer.in_features) != 0  # (N, in)
-            pad = crossbar.n_row_tiles * crossbar.rows - layer.in_features
+            pad = geometry["n_row_tiles"] * geometry["rows"] - layer.in_features
             tiles = torch.nn.functional.pad(active, (0, pad)).reshape(
-                -1, crossbar.n_row_tiles, crossbar.rows
+                -1, geometry["n_row_tiles"], geometry["rows"]
             )  # (N, R, rows)
             per_tile = tiles.any(dim=-1)  # (N, R)
             counts["vectors"] += active.shape[0]
@@ -559,19 +562,18 @@ class OpCounter:
         """Per layer: shape, tiles, devices, programming pulses, and the counts."""
         rows = []
         for name, layer in self.layers:
-            crossbar = layer.crossbar
-            assert crossbar is not None
+            geometry = layer.chip_geometry()
             rows.append(
                 {
                     "name": name,
                     "in": layer.in_features,
                     "out": layer.out_features,
                     "binary_input": layer.binary_input,
-                    "n_row_tiles": crossbar.n_row_tiles,
-                    "n_col_tiles": crossbar.n_col_tiles,
-                    "n_tiles": crossbar.n_tiles,
-                    "n_devices": crossbar.n_devices,
-                    "pulses": int(crossbar.pulses.sum()),
+                    "n_row_tiles": geometry["n_row_tiles"],
+                    "n_col_tiles": geometry["n_col_tiles"],
+                    "n_tiles": geometry["n_tiles"],
+                    "n_devices": geometry["n_devices"],
+                    "pulses": int(layer.chip_pulses().sum()),
                     **self.counts[name],
                 }
             )
@@ -617,7 +619,7 @@ def run_cell(cell: dict[str, Any]) -> dict[str, Any]:
     ev = cell["evaluation"]
     counter = OpCounter(chip) if cell.get("count_ops") else None
     scores = family.evaluate(
-        chip, recipe, torch.Generator().manual_seed(ev["input_seed"]), ev["mode"], ev["limit"]
+        chip, recipe, input_generator(ev["input_seed"]), ev["mode"], ev["limit"]
     )
     result: dict[str, Any] = {
         "key": cell["key"],

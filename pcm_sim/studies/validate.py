@@ -65,6 +65,7 @@ from matplotlib.figure import Figure
 
 from pcm_sim.families import FAMILIES
 from pcm_sim.profiles import DeviceProfile, ProfileError, _read_yaml, load_profile
+from pcm_sim.seeds import EVAL_INPUT_SEED
 from pcm_sim.studies.executors import Executor
 from pcm_sim.studies.plots import time_label
 from pcm_sim.studies.sweep import (
@@ -263,7 +264,7 @@ def parse_spec(data: Any, source: str = "<spec>") -> ValidationSpec:
         seed=_count(data.get("seed", 0), f"{source}: seed", 0),
         times_s=times_s,
         samples=_count(data["samples"], f"{source}: samples", 1),
-        input_seed=_count(data.get("input_seed", 1), f"{source}: input_seed", 0),
+        input_seed=_count(data.get("input_seed", EVAL_INPUT_SEED), f"{source}: input_seed", 0),
         mode=mode,
         overrides=dict(overrides),
         requirements=requirements,

@@ -19,6 +19,7 @@ from torch import nn
 from pcm_sim.families import FAMILIES
 from pcm_sim.profiles import load_profile
 from pcm_sim.recipes import load_recipe, validate_recipe
+from pcm_sim.seeds import input_generator
 
 __all__ = ["CheckpointError", "load_checkpoint", "save_checkpoint", "train_recipe"]
 
@@ -85,7 +86,7 @@ def train_recipe(
     start = time.perf_counter()
     history = family.fit(model, recipe, generator, log)
     train_s = time.perf_counter() - start
-    software = family.evaluate(model, recipe, torch.Generator().manual_seed(seed + 1))
+    software = family.evaluate(model, recipe, input_generator())
     log(f"software test {family.metric}: {software[family.metric]:.4f} (trained in {train_s:.0f}s)")
     path = out_dir / "model.pt"
     save_checkpoint(

@@ -17,11 +17,11 @@ programming-noise and drift-exponent draw, optionally write-verified, see
 :mod:`pcm_sim.crossbar.calibration`), counts their pulses and moves the array back to ``t``.
 Digital parameters (SNU thresholds, biases) are updated in full precision.
 
-Correction at time ``t`` uses the crossbar's single clock: after a transfer the whole array is
-moved back to ``t`` (``CrossbarArray.reprogram`` then ``drift_to(t)``), i.e. re-written devices
-are read as if they had aged ``t`` like the rest.  This is exact for ``t = 0`` (fine-tuning right
-after programming); for ``t > 0`` it is the aged-chip approximation and flatters HIL slightly
-(the re-drawn drift exponent of a re-written device is seen at once).
+Correction at time ``t`` uses the crossbar's single clock: a transfer is one write session of
+the layer (:meth:`AnalogLinear.rewrite`), after which the array is back at ``t``, i.e. re-written
+devices are read as if they had aged ``t`` like the rest.  This is exact for ``t = 0``
+(fine-tuning right after programming); for ``t > 0`` it is the aged-chip approximation and
+flatters HIL slightly (the re-drawn drift exponent of a re-written device is seen at once).
 """
 
 from __future__ import annotations
@@ -31,25 +31,21 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import torch
 from torch import Tensor, nn
 
-from pcm_sim.crossbar import mapping
-from pcm_sim.crossbar.calibration import (
-    DEFAULT_MAX_ITERATIONS,
-    DEFAULT_TOLERANCE_GMAX,
-    program_and_verify,
-    resolve_tolerance_us,
-    verify_devices,
-)
-from pcm_sim.crossbar.tile import CrossbarArray
+from pcm_sim.crossbar.calibration import DEFAULT_MAX_ITERATIONS, DEFAULT_TOLERANCE_GMAX
 from pcm_sim.data import batch_sequences, bernoulli_rate_code, frame_nll, load_chorales
 from pcm_sim.data.fashion_mnist import load_fashion_mnist
+from pcm_sim.evaluation import score_over_time
 from pcm_sim.families import FAMILIES
-from pcm_sim.nn.analog import AnalogLinear, analog_layers, deploy, drift_to
+from pcm_sim.nn.analog import AnalogLinear, analog_layers, deploy
+from pcm_sim.nn.chips import save_chip
 from pcm_sim.profiles import DeviceProfile, load_profile
+from pcm_sim.seeds import EVAL_INPUT_SEED
 
 __all__ = [
     "ClassificationTask",
@@ -211,16 +207,14 @@ class MixedPrecisionTransfer:
     """
 
     def __init__(self, layer: AnalogLinear, config: HILConfig) -> None:
-        if layer.crossbar is None:
+        if layer.deployed_backend != "pcm-sim":
             raise ValueError("MixedPrecisionTransfer: the layer is not programmed on a crossbar")
         self.layer = layer
-        self.crossbar: CrossbarArray = layer.crossbar
         self.config = config
         self.w_dev = layer.weight.detach().t().clone()  # (in, out)
         self.chi = torch.zeros_like(self.w_dev)  # (in, out)
-        self.epsilon = config.granularity_gmax * self.crossbar.w_max  # () or (out,)
-        profile = self.crossbar.profile
-        self.tol_us = resolve_tolerance_us(profile, None, config.tolerance_gmax)
+        self.w_max = layer.chip_weight_scale()  # () or (out,)
+        self.epsilon = config.granularity_gmax * self.w_max
         self.transfers = 0
         self.writes = 0
 
@@ -233,22 +227,11 @@ class MixedPrecisionTransfer:
             return
         step = n * self.epsilon
         self.chi -= step  # the part clipped at +-w_max below is dropped, not kept in chi
-        w_max = self.crossbar.w_max
-        self.w_dev = torch.where(moved, torch.clamp(self.w_dev + step, -w_max, w_max), self.w_dev)
-        targets = mapping.conductance_targets(self.w_dev, w_max, self.crossbar.profile)
-        write = (targets != self.crossbar.g_target_us) & moved  # (2, N, in, out)
+        clipped = torch.clamp(self.w_dev + step, -self.w_max, self.w_max)
+        self.w_dev = torch.where(moved, clipped, self.w_dev)
         self.transfers += int(moved.sum())
-        if bool(write.any()):
-            self.crossbar.g_target_us = targets
-            iterations = self.config.max_iterations if self.config.verify_transfers else 0
-            before = int(self.crossbar.pulses.sum())
-            outcome = verify_devices(
-                self.crossbar, self.tol_us, iterations, write=write, track=False
-            )
-            self.crossbar.reprogram(outcome.devices, outcome.pulses)
-            self.crossbar.drift_to(self.config.t_s)
-            self.writes += int(outcome.pulses.sum()) - before
-        self.layer.weight.data.copy_(self.w_dev.t())
+        iterations = self.config.max_iterations if self.config.verify_transfers else 0
+        self.writes += self.layer.rewrite(self.w_dev.t(), self.config.tolerance_gmax, iterations)
 
 
 def hil_finetune(
@@ -264,10 +247,10 @@ def hil_finetune(
     step and after every transfer; the model is left in eval mode at ``config.t_s``.
     """
     layers = analog_layers(model)
-    if not layers or any(layer.crossbar is None for layer in layers):
+    if not layers or any(layer.deployed_backend != "pcm-sim" for layer in layers):
         raise ValueError("hil_finetune: every analog layer must be deployed on a pcm-sim crossbar")
     start = time.perf_counter()
-    start_pulses = [layer.crossbar.pulses.clone() for layer in layers if layer.crossbar is not None]
+    start_pulses = [layer.chip_pulses().clone() for layer in layers]
     for layer in layers:
         layer.drift_to(config.t_s)
     transfers = [MixedPrecisionTransfer(layer, config) for layer in layers]
@@ -304,9 +287,8 @@ def hil_finetune(
     model.eval()
     added = torch.cat(
         [
-            (layer.crossbar.pulses - p0).reshape(-1)
+            (layer.chip_pulses() - p0).reshape(-1)
             for layer, p0 in zip(layers, start_pulses, strict=True)
-            if layer.crossbar is not None
         ]
     )
     return HILReport(
@@ -323,13 +305,7 @@ def hil_finetune(
 
 
 def _pulse_stats(model: nn.Module) -> dict[str, float]:
-    pulses = torch.cat(
-        [
-            layer.crossbar.pulses.reshape(-1)
-            for layer in analog_layers(model)
-            if layer.crossbar is not None
-        ]
-    )
+    pulses = torch.cat([layer.chip_pulses().reshape(-1) for layer in analog_layers(model)])
     return {"pulses_mean": float(pulses.double().mean()), "pulses_max": int(pulses.max())}
 
 
@@ -340,13 +316,14 @@ def correct_and_evaluate(
     method: CorrectionMethod,
     times: Sequence[float],
     chip_seed: int = 0,
-    eval_seed: int = 1,
+    eval_seed: int = EVAL_INPUT_SEED,
     hil: HILConfig | None = None,
     tolerance_gmax: float = DEFAULT_TOLERANCE_GMAX,
     max_iterations: int = DEFAULT_MAX_ITERATIONS,
     limit: int | None = None,
     task: HILTask | None = None,
     log: Callable[[str], None] | None = None,
+    save_chip_path: Path | None = None,
 ) -> dict[str, Any]:
     """Deploy a copy of ``model`` on chip ``chip_seed``, correct it, score it at each of ``times``.
 
@@ -355,7 +332,8 @@ def correct_and_evaluate(
     chip is then moved to each time in ``times`` (seconds after programming; drift,
     compensation recalibrated) and scored on the test split with the fixed input-encoding seed
     ``eval_seed``.  Returns ``values`` (one score per time), pulses per device and the verify /
-    HIL reports.
+    HIL reports.  ``save_chip_path``: save the corrected chip there (:func:`pcm_sim.save_chip`)
+    before it is scored.
     """
     if method not in ("open", "verify", "hil"):
         raise ValueError(f"method: expected open, verify or hil, got {method!r}")
@@ -374,23 +352,15 @@ def correct_and_evaluate(
     }
     if method in ("verify", "hil"):
         result["verify"] = [
-            program_and_verify(
-                layer.crossbar, tolerance_gmax=tolerance_gmax, max_iterations=max_iterations
-            ).to_dict()
+            layer.program_and_verify(tolerance_gmax, max_iterations).to_dict()
             for layer in analog_layers(chip)
-            if layer.crossbar is not None
         ]
     if method == "hil":
         config = hil if hil is not None else HILConfig()
         hil_task = task if task is not None else task_for_recipe(recipe, config.batch_size)
         result["hil"] = hil_finetune(chip, hil_task, config, log).to_dict()
-    values = []
-    for t_s in times:
-        drift_to(chip, float(t_s))
-        score = family.evaluate(
-            chip, recipe, torch.Generator().manual_seed(eval_seed), "default", limit
-        )
-        values.append(score[family.metric])
-    result["values"] = values
+    if save_chip_path is not None:
+        save_chip(chip, save_chip_path)
+    result["values"] = score_over_time(chip, recipe, times, "default", limit, eval_seed)
     result.update(_pulse_stats(chip))
     return result

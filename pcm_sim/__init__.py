@@ -11,7 +11,6 @@ Public API::
 """
 
 from pcm_sim.nn.analog import (
-    AnalogConv2d,
     AnalogLinear,
     analog_layers,
     deploy,
@@ -19,6 +18,7 @@ from pcm_sim.nn.analog import (
     enable_hwa,
 )
 from pcm_sim.nn.chips import ChipFileError, load_chip, save_chip
+from pcm_sim.nn.conv import AnalogConv2d
 from pcm_sim.profiles import DeviceProfile, ProfileError, list_profiles, load_profile
 
 __version__ = "0.1.0"

@@ -1,4 +1,4 @@
-"""A chip is a value: order-independent reads, saved chips, one read path, clean backend switches."""
+"""A chip is a value: order-independent reads, saved chips, one read path, backend switches."""
 
 from __future__ import annotations
 
@@ -24,9 +24,7 @@ NOISY = {"read_noise.scale": 2.0}  # enough read noise that every read visibly d
 
 def _mlp(seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
-    return nn.Sequential(
-        pcm_sim.AnalogLinear(70, 40), nn.ReLU(), pcm_sim.AnalogLinear(40, 10)
-    )
+    return nn.Sequential(pcm_sim.AnalogLinear(70, 40), nn.ReLU(), pcm_sim.AnalogLinear(40, 10))
 
 
 def _x(n: int = 6, seed: int = 1) -> torch.Tensor:

@@ -20,8 +20,9 @@ from pcm_sim.functional.lif import (
     heaviside_sigmoid,
     refine_spike_train,
 )
-from pcm_sim.nn.analog import AnalogConv2d, AnalogLinear, deploy
+from pcm_sim.nn.analog import AnalogLinear, deploy
 from pcm_sim.nn.coarse_lif import CoarseLIFConvNet, CoarseLIFMLP
+from pcm_sim.nn.conv import AnalogConv2d
 from pcm_sim.nn.dsn import DeepSpikingNetwork, ReLUMLP, pulse_read
 
 # ---- herding ----------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ A chip is a value: fully determined by (weights, profile, chip seed) and by the 
 Each random draw gets its own generator, seeded from a hash of a *key* that names it:
 
     ``program``                          first write of the layer (programming noise, nu, faults)
-    ``bank``                             the layer's bank of standard normals (``crossbar.noise``)
+    ``bank, b``                          block ``b`` of the layer's bank of normals (``crossbar.noise``)
     ``write, e``                         the write session that makes write epoch ``e``
     ``baseline, e``                      compensation reference read right after write epoch ``e``
     ``calibrate, e, t``                  compensation calibration reads at time ``t``
@@ -58,9 +58,9 @@ class ChipStreams:
         """The first write of the layer."""
         return self.generator(device, "program")
 
-    def bank(self, device: torch.device) -> torch.Generator:
-        """The layer's bank of standard normals."""
-        return self.generator(device, "bank")
+    def bank(self, device: torch.device, block: int) -> torch.Generator:
+        """Block ``block`` of the layer's bank of standard normals."""
+        return self.generator(device, "bank", block)
 
     def write(self, device: torch.device, epoch: int) -> torch.Generator:
         """The write session (re-writes and verify reads) that produces write epoch ``epoch``."""

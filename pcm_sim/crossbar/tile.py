@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from pcm_sim.crossbar import calibration, mapping, reads
-from pcm_sim.crossbar.noise import NoiseBank, bank_size
+from pcm_sim.crossbar.noise import NoiseBank
 from pcm_sim.crossbar.streams import ChipStreams
 from pcm_sim.physics import pcm
 from pcm_sim.profiles import DeviceProfile
@@ -110,8 +110,10 @@ class CrossbarArray:
         """N(0, 1) values of one read from ``generator`` (bank window or ``randn``)."""
         if self.profile.read_noise.sampling == "bank":
             if self._bank is None:
-                size = bank_size(self.n_row_tiles * self.rows * self.out_features)
-                self._bank = NoiseBank(size, self.streams.bank(self.device), torch.float32)
+                device, streams = self.device, self.streams
+                self._bank = NoiseBank(
+                    lambda block: streams.bank(device, block), torch.float32, device
+                )
             bank = self._bank
             return lambda shape: bank.draw(shape, generator)
         return lambda shape: torch.randn(

@@ -31,7 +31,8 @@ from pcm_sim.functional.lif import (
     coarse_lif_step,
     continuous_lif_step,
 )
-from pcm_sim.nn.analog import AnalogConv2d, AnalogLinear
+from pcm_sim.nn.analog import AnalogLinear
+from pcm_sim.nn.conv import AnalogConv2d
 
 __all__ = ["TIE_BREAK", "CoarseLIF", "CoarseLIFConvNet", "CoarseLIFMLP", "spike_count_logits"]
 

@@ -39,7 +39,8 @@ from pcm_sim.functional.phasor import (
     phase_to_complex,
     resonate_and_fire,
 )
-from pcm_sim.nn.analog import AnalogConv2d, AnalogLinear
+from pcm_sim.nn.analog import AnalogLinear
+from pcm_sim.nn.conv import AnalogConv2d
 from pcm_sim.profiles import DeviceProfile
 
 __all__ = ["PhasorConv2d", "PhasorLinear", "SpikeTrain", "read_events"]

@@ -4,7 +4,7 @@ A chip is a value: fully determined by (weights, profile, chip seed) and by the 
 Each random draw gets its own generator, seeded from a hash of a *key* that names it:
 
     ``program``                          first write of the layer (programming noise, nu, faults)
-    ``bank, b``                          block ``b`` of the layer's bank of normals (``crossbar.noise``)
+    ``bank, b``                          block ``b`` of the bank of normals (``crossbar.noise``)
     ``write, e``                         the write session that makes write epoch ``e``
     ``baseline, e``                      compensation reference read right after write epoch ``e``
     ``calibrate, e, t``                  compensation calibration reads at time ``t``

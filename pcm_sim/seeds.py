@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["EVAL_INPUT_SEED", "input_generator"]
+from pcm_sim.crossbar.streams import stream_seed
+
+__all__ = ["EVAL_INPUT_SEED", "input_generator", "timing_generator"]
 
 EVAL_INPUT_SEED = 1
 """Input-encoding seed of every test-set evaluation (the same for every chip and time)."""
@@ -21,3 +23,9 @@ EVAL_INPUT_SEED = 1
 def input_generator(seed: int = EVAL_INPUT_SEED) -> torch.Generator:
     """A fresh CPU generator for encoding test inputs with ``seed``."""
     return torch.Generator().manual_seed(seed)
+
+
+def timing_generator(inputs: torch.Generator) -> torch.Generator:
+    """The spike-timing stream that goes with an input-encoding generator (e.g. the position
+    of each input spike inside its coarse window), named after the input generator's seed."""
+    return torch.Generator().manual_seed(stream_seed("timing", inputs.initial_seed()))

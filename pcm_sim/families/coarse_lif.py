@@ -28,6 +28,7 @@ from pcm_sim.families import ProgressFn
 from pcm_sim.functional.lif import ContinuousLIFParams, refine_spike_train
 from pcm_sim.nn.analog import enable_hwa
 from pcm_sim.nn.coarse_lif import CoarseLIFConvNet
+from pcm_sim.seeds import timing_generator
 from pcm_sim.training.loop import EpochTimer, progress
 
 __all__ = ["CoarseLIFFashionFamily", "image_spikes"]
@@ -128,7 +129,7 @@ class CoarseLIFFashionFamily:
             settle_s=float(recipe["model"].get("settle_s", 0.0)),
         )
         jitter = float(recipe["data"].get("input_jitter", 1.0))
-        timing = torch.Generator().manual_seed(generator.initial_seed() + 1)
+        timing = timing_generator(generator)
         chunk = 1000 if mode == "default" else 50  # bounds im2col memory on chips
         correct = 0
         for start in range(0, len(images), chunk):

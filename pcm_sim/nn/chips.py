@@ -36,7 +36,7 @@ class ChipFileError(ValueError):
 def save_chip(model: nn.Module, path: str | Path) -> Path:
     """Write every programmed layer of ``model`` to ``path`` atomically; returns the path."""
     layers = analog_layers(model)
-    if not layers or any(layer.crossbar is None for layer in layers):
+    if not layers or any(layer.deployed_backend != "pcm-sim" for layer in layers):
         raise ChipFileError(
             "save_chip: every analog layer must be programmed on a pcm-sim crossbar "
             "(pcm_sim.deploy with backend 'pcm-sim')"

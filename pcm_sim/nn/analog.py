@@ -4,15 +4,21 @@ A layer has three modes:
 
 * software (default): ``y = x W^T + b`` with plain float weights; during training, optional
   hardware-aware noise injection (:func:`enable_hwa`) replaces ``W`` by one fresh sample of the
-  weights the profile's chip would realise at ``t_hwa`` (programming noise, drift and its spread,
-  1/f read noise, faults, global compensation) with the gradient of the clean weights
+  weights the profile's chip would realise at ``t_hwa``, drawn by the functions that program and
+  read a chip (:func:`pcm_sim.crossbar.reads.sample_chip_weights`: programming noise, drift and
+  its spread, 1/f read noise, faults, the profile's compensation measured through the
+  periphery) with the gradient of the clean weights
   (``W_noisy = W + (W_sample - W).detach()``); optionally also the periphery's output noise
   on every MVM, ``y += out_noise * sqrt(n_tiles) * w_max * s * N(0, 1)`` with ``s`` the DAC full
   scale of the input vector (``max |x|`` under the ``scale`` policy, ``input_range`` under
   ``clip``, 1 for spikes), as the crossbar adds it (see :mod:`pcm_sim.crossbar.tile`);
-* analog, ``backend="pcm-sim"``: the weights are programmed onto a :class:`CrossbarArray`;
+* analog, ``backend="pcm-sim"``: the weights are programmed onto a :class:`CrossbarArray`, a
+  value of (weights, profile, chip seed, layer index); every read (forward, transposed) and write
+  (program-and-verify, :meth:`AnalogLinear.rewrite`) goes through it;
 * analog, ``backend="aihwkit"``: the weights are programmed onto aihwkit inference tiles built
   from the same profile.
+
+Neuron modules, families, training and studies use only the public methods of this layer.
 
 In analog mode the gradient passes straight through: ``y = y_ideal + (y_analog - y_ideal)``
 with the difference detached, so training through the chip (hardware in the loop) works.

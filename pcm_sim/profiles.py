@@ -28,7 +28,8 @@ optional and falls back to the default shown by :func:`default_profile_dict`):
 ``weight_cell``
     ``devices_per_polarity``: N devices summed per polarity; ``differential``: G+ and G- pair
     (only differential cells are supported, as in aihwkit's single-pair converter).
-    ``scaling``: ``layer`` (one w_max for the matrix) or ``column`` (one per output).
+    ``scaling``: ``layer`` (one w_max for the matrix), ``column`` (one per output) or ``tile``
+    (one per row tile, each tile mapped and compensated on its own, as aihwkit's tile arrays).
 ``tile``
     ``rows`` (inputs) x ``cols`` (outputs) of one physical array.
 ``periphery``
@@ -37,6 +38,15 @@ optional and falls back to the default shown by :func:`default_profile_dict`):
     scaling, aihwkit's noise management).  ``adc_bits`` (0 = ideal), ``output_range``: ADC bound
     in normalized units (full-scale weight times full-scale input), ``output_noise``: additive
     Gaussian std in the same units, before the ADC.
+    ``output_range_policy``: ``fixed`` (``output_range`` for every ADC) or ``calibrated`` (each
+    tile's, or each column's (``range_scope``), range set at deployment to the
+    ``range_percentile``-th percentile of |y| over calibration reads, saved with the chip).
+    ``bound_management``: ``none`` or ``iterative`` (aihwkit's ITERATIVE: a sample whose output
+    saturates a tile's ADC is re-read with its input halved, while the factor stays within
+    ``bm_max_factor`` and the effective DAC resolution within ``bm_max_resolution``).
+    ``ir_drop`` (0 = off) and ``ir_drop_g_ratio``: aihwkit's IR-drop approximation along the rows.
+    ``adc_gain_std`` / ``adc_offset_lsb_std``: per-converter gain (relative) and offset (in LSB)
+    errors drawn once per chip.
 ``compensation``
     ``mode``: ``none``, ``global`` (aihwkit's GlobalDriftCompensation) or ``column``.
 ``energy``
@@ -209,11 +219,12 @@ class ReadNoiseParams:
 
 @dataclass(frozen=True)
 class WeightCellParams:
-    """Weight cell: a differential pair with N devices per polarity; w_max per layer or column."""
+    """Weight cell: a differential pair with N devices per polarity; w_max per layer, per output
+    column, or per row tile (``tile``: each tile mapped by its own abs-max, as aihwkit's tiles)."""
 
     devices_per_polarity: int = 1
     differential: bool = True
-    scaling: Literal["layer", "column"] = "layer"
+    scaling: Literal["layer", "column", "tile"] = "layer"
 
     def __post_init__(self) -> None:
         if not 1 <= self.devices_per_polarity <= 16:
@@ -222,8 +233,10 @@ class WeightCellParams:
             )
         if not self.differential:
             raise ProfileError("weight_cell.differential: only differential pairs are supported")
-        if self.scaling not in ("layer", "column"):
-            raise ProfileError(f"weight_cell.scaling: expected layer|column, got {self.scaling!r}")
+        if self.scaling not in ("layer", "column", "tile"):
+            raise ProfileError(
+                f"weight_cell.scaling: expected layer|column|tile, got {self.scaling!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -250,6 +263,16 @@ class PeripheryParams:
     adc_bits: int = 0
     output_range: float = 0.0
     output_noise: float = 0.0
+    output_range_policy: Literal["fixed", "calibrated"] = "fixed"
+    range_percentile: float = 99.9
+    range_scope: Literal["tile", "column"] = "tile"
+    bound_management: Literal["none", "iterative"] = "none"
+    bm_max_factor: float = 1000.0
+    bm_max_resolution: float = 0.25
+    ir_drop: float = 0.0
+    ir_drop_g_ratio: float = 1.0 / 0.35 / 5e-6
+    adc_gain_std: float = 0.0
+    adc_offset_lsb_std: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("dac_bits", "adc_bits"):
@@ -274,6 +297,47 @@ class PeripheryParams:
             raise ProfileError("periphery.output_range: an ADC (adc_bits > 0) needs a range > 0")
         if self.output_noise < 0:
             raise ProfileError(f"periphery.output_noise: expected >= 0, got {self.output_noise}")
+        choices = {
+            "output_range_policy": ("fixed", "calibrated"),
+            "range_scope": ("tile", "column"),
+            "bound_management": ("none", "iterative"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ProfileError(
+                    f"periphery.{name}: expected {'|'.join(allowed)}, got {getattr(self, name)!r}"
+                )
+        if not 0 < self.range_percentile <= 100:
+            raise ProfileError(
+                f"periphery.range_percentile: expected in (0, 100], got {self.range_percentile}"
+            )
+        if self.output_range_policy == "calibrated" and not self.output_range:
+            raise ProfileError(
+                "periphery.output_range: a calibrated ADC range needs output_range > 0 "
+                "(used until the chip is calibrated)"
+            )
+        if self.bound_management == "iterative" and not self.output_range:
+            raise ProfileError("periphery.bound_management: iterative needs output_range > 0")
+        if not 2 <= self.bm_max_factor <= 1e6:
+            raise ProfileError(
+                f"periphery.bm_max_factor: expected 2..1e6, got {self.bm_max_factor}"
+            )
+        if not 0 < self.bm_max_resolution <= 1:
+            raise ProfileError(
+                f"periphery.bm_max_resolution: expected in (0, 1], got {self.bm_max_resolution}"
+            )
+        if not 0 <= self.ir_drop <= 100:
+            raise ProfileError(f"periphery.ir_drop: expected 0 (off) .. 100, got {self.ir_drop}")
+        if not 1 <= self.ir_drop_g_ratio <= 1e12:
+            raise ProfileError(
+                f"periphery.ir_drop_g_ratio: expected 1..1e12, got {self.ir_drop_g_ratio}"
+            )
+        for name, upper in (("adc_gain_std", 0.5), ("adc_offset_lsb_std", 100.0)):
+            value = getattr(self, name)
+            if not 0 <= value <= upper:
+                raise ProfileError(f"periphery.{name}: expected 0..{upper:g}, got {value}")
+            if value and not self.adc_bits:
+                raise ProfileError(f"periphery.{name}: converter variation needs adc_bits > 0")
 
 
 @dataclass(frozen=True)

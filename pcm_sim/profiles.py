@@ -53,6 +53,9 @@ optional and falls back to the default shown by :func:`default_profile_dict`):
     Per-operation estimates (pJ, ns) used by validation reports; each carries its source.
 ``provenance``
     ``source`` and ``note``: where the numbers come from.
+
+Physical bounds of the numeric fields and the checks of every law over x in [0, 1] are in
+:mod:`pcm_sim.profile_bounds` (applied by :meth:`DeviceProfile.from_dict`).
 """
 
 from __future__ import annotations
@@ -399,8 +402,10 @@ class DeviceProfile:
     @classmethod
     def from_dict(cls, data: Any, source: str = "<dict>") -> DeviceProfile:
         """Build and validate a profile from a nested mapping; raises :class:`ProfileError`."""
+        from pcm_sim.profile_bounds import check_profile_bounds  # physical bounds, law checks
+
         try:
-            return _build(cls, data, "", source)
+            return check_profile_bounds(_build(cls, data, "", source))
         except ProfileError as exc:
             msg = str(exc)
             if msg.startswith(f"{source}: "):
@@ -583,6 +588,8 @@ class _StrictLoader(yaml.SafeLoader):
 
 
 def _read_yaml(path: Path) -> Any:
+    from pcm_sim.profile_bounds import check_yaml_structure  # depth and node limits
+
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -598,6 +605,7 @@ def _read_yaml(path: Path) -> Any:
     if "\x00" in text:
         raise ProfileError(f"{path}: not a text file (contains NUL bytes)")
     try:
+        check_yaml_structure(text)
         return yaml.load(text, Loader=_StrictLoader)
     except ProfileError as exc:
         raise ProfileError(f"{path}: {exc}") from None

@@ -6,8 +6,9 @@ A weight ``w`` (crossbar layout: ``(in, out)``, rows are inputs) maps to a diffe
     ``G = g_min + |w| / w_max * (g_max - g_min)``,   the other polarity at ``g_min``,
 
 and reads back as ``w = w_max * sum_i (G+_i - G-_i) / (N (g_max - g_min))``.  ``w_max`` is the
-largest ``|w|`` of the layer (``scaling: layer``) or of each output column (``scaling:
-column``).  Device tensors have shape ``(2, N, in, out)``: polarity, device, row, column.
+largest ``|w|`` of the layer (``scaling: layer``), of each output column (``scaling:
+column``) or of each row tile (``scaling: tile``, as aihwkit maps each tile on its own).
+Device tensors have shape ``(2, N, in, out)``: polarity, device, row, column.
 """
 
 from __future__ import annotations
@@ -22,10 +23,22 @@ __all__ = ["conductance_targets", "normalized_weights", "weight_scale"]
 MIN_W_MAX = 1e-12
 
 
-def weight_scale(weight_in_out: Tensor, profile: DeviceProfile) -> Tensor:
-    """``w_max``: shape ``()`` for layer scaling or ``(out,)`` for column scaling."""
-    if profile.weight_cell.scaling == "column":
+def weight_scale(
+    weight_in_out: Tensor, profile: DeviceProfile, tile_of_row: Tensor | None = None
+) -> Tensor:
+    """``w_max``: ``()`` for layer scaling, ``(out,)`` for column scaling, or ``(in, 1)`` for
+    tile scaling (every row gets the largest ``|w|`` of its row tile; ``tile_of_row`` ``(in,)``
+    gives the tiles)."""
+    scaling = profile.weight_cell.scaling
+    if scaling == "column":
         return weight_in_out.abs().amax(dim=0).clamp(min=MIN_W_MAX)
+    if scaling == "tile":
+        if tile_of_row is None:
+            raise ValueError("weight_scale: tile scaling needs the row tiling (tile_of_row)")
+        row_max = weight_in_out.abs().amax(dim=1)  # (in,)
+        n_tiles = int(tile_of_row.max()) + 1 if tile_of_row.numel() else 1
+        tile_max = row_max.new_zeros(n_tiles).scatter_reduce(0, tile_of_row, row_max, "amax")
+        return tile_max.clamp(min=MIN_W_MAX)[tile_of_row].unsqueeze(1)  # (in, 1)
     return weight_in_out.abs().amax().clamp(min=MIN_W_MAX)
 
 

@@ -44,11 +44,16 @@ __all__ = [
     "Normals",
     "ReadState",
     "TileLayout",
+    "analog_outputs",
     "compensation_readout",
+    "draw_converters",
     "forward_read",
+    "ir_drop_lines",
+    "noisy_weights",
     "one_hot_readout",
     "read_state",
     "sample_chip_weights",
+    "tile_weight_scale",
     "transposed_read",
 ]
 
@@ -71,6 +76,7 @@ class TileLayout:
     rows: int
     row_index: Tensor
     padded: bool
+    sizes: tuple[int, ...]
 
     @classmethod
     def build(cls, in_features: int, max_rows: int, device: torch.device) -> TileLayout:
@@ -83,7 +89,27 @@ class TileLayout:
         for k, size in enumerate(sizes):
             index[k, :size] = torch.arange(start, start + size)
             start += size
-        return cls(in_features, n_tiles, sizes[0], index.reshape(-1).to(device), extra != 0)
+        flat = index.reshape(-1).to(device)
+        return cls(in_features, n_tiles, sizes[0], flat, extra != 0, tuple(sizes))
+
+    @property
+    def tile_of_row(self) -> Tensor:
+        """``(in,)``: the row tile of every input row."""
+        tiles = torch.arange(self.n_row_tiles, device=self.row_index.device)
+        owner = tiles.repeat_interleave(self.rows)  # (R*rows,)
+        return owner[self.row_index < self.in_features]
+
+    def per_tile(self, per_row: Tensor) -> Tensor:
+        """``(in, ...)`` values constant within a tile -> ``(R, 1, ...)`` (first row of each)."""
+        return self.tile(per_row.reshape(self.in_features, -1))[:, :1]
+
+    def ir_drop_ramp(self, dtype: torch.dtype) -> Tensor:
+        """``(R, 1, rows)``: ``1 - (1 - j / n)^2`` for row ``j`` of a tile of ``n`` rows (aihwkit's
+        IR-drop input weighting); 0 on padding slots."""
+        j = torch.arange(self.rows, dtype=dtype, device=self.row_index.device)
+        n = torch.tensor(self.sizes, dtype=dtype, device=j.device).reshape(-1, 1)
+        ramp = 1.0 - (1.0 - j / n).square()  # (R, rows)
+        return torch.where(j < n, ramp, torch.zeros_like(ramp)).unsqueeze(1)
 
     def tile(self, matrix: Tensor) -> Tensor:
         """``(in, out) -> (R, rows, out)``."""
@@ -132,11 +158,51 @@ def read_state(
     )
 
 
-def _noisy_weights(state: ReadState, profile: DeviceProfile, normals: Normals) -> Tensor:
+def noisy_weights(state: ReadState, profile: DeviceProfile, normals: Normals) -> Tensor:
     """The array as one shared read sees it (``per_sample: false``), else the mean weights."""
     if state.has_read_noise and not profile.read_noise.per_sample:
         return torch.addcmul(state.w, state.sigma, normals(state.w.shape))  # (R, rows, out)
     return state.w
+
+
+def analog_outputs(
+    u: Tensor,
+    w_read: Tensor,
+    state: ReadState,
+    profile: DeviceProfile,
+    k: float,
+    normals: Normals,
+    ir_lines: tuple[Tensor, Tensor] | None = None,
+) -> Tensor:
+    """Analog column outputs of row drives ``u`` ``(R, N, rows)`` before the ADC, ``(R, N, out)``
+    in units of ``1 / k``: ``u @ W``, per-sample read noise, IR drop, output noise.
+
+    IR drop (aihwkit's approximation, per output ``i`` of a tile of ``n`` rows, ``x = u / k``):
+    ``a = (n / g_ratio) sum_j |W_ij| |x_j|``, ``c = a (a (0.05 a - 0.2) + 0.5)``,
+    ``y_i -= ir_drop c sum_j W_ij u_j (1 - (1 - j / n)^2)``; ``ir_lines`` = (ramp ``(R, 1, rows)``,
+    ``n`` ``(R, 1, 1)``).
+    """
+    per = profile.periphery
+    y = torch.matmul(u, w_read)  # (R, N, out)
+    if state.has_read_noise and profile.read_noise.per_sample:
+        std = torch.matmul(u.square(), state.var).sqrt_()  # (R, N, out)
+        y.addcmul_(std, normals(y.shape))
+    if ir_lines is not None:
+        ramp, n = ir_lines
+        a = torch.matmul(u.abs(), w_read.abs()) * (n / (per.ir_drop_g_ratio * k))  # (R, N, out)
+        c = a * (a * (0.05 * a - 0.2) + 0.5)
+        y.sub_(c * torch.matmul(u * ramp, w_read), alpha=per.ir_drop)
+    return periphery.add_output_noise(y, per, k, normals)
+
+
+def ir_drop_lines(
+    layout: TileLayout, profile: DeviceProfile, dtype: torch.dtype
+) -> tuple[Tensor, Tensor] | None:
+    """The IR-drop input ramp ``(R, 1, rows)`` and line lengths ``(R, 1, 1)``, or ``None``."""
+    if not profile.periphery.ir_drop:
+        return None
+    n = torch.tensor(layout.sizes, dtype=dtype, device=layout.row_index.device)
+    return layout.ir_drop_ramp(dtype), n.reshape(-1, 1, 1)
 
 
 def forward_read(
@@ -146,22 +212,77 @@ def forward_read(
     profile: DeviceProfile,
     gain: Tensor,
     normals: Normals,
+    converters: periphery.Converters,
     binary_input: bool = False,
 ) -> Tensor:
-    """Forward analog MVM of ``x`` ``(N, in)`` -> ``(N, out)`` (module docstring); ``gain`` ``()``
-    or ``(out,)`` multiplies the normalized output."""
+    """Forward analog MVM of ``x`` ``(N, in)`` -> ``(N, out)`` (module docstring).
+
+    ``gain`` (``()``, ``(out,)``, ``(R, 1, 1)`` or ``(R, 1, out)``) multiplies the normalized
+    output.  Iterative bound management re-reads, with the input halved again, only the (tile,
+    sample) pairs whose outputs exceeded the ADC range, while the reduction ``r`` stays within
+    ``bm_max_factor`` and ``r / k_dac`` within ``bm_max_resolution``; outputs are scaled back by
+    ``r`` after the ADC.
+    """
     per = profile.periphery
-    u, full_scale, k = periphery.drive_lines(layout.split_inputs(x), per, binary_input)
-    y = torch.matmul(u, _noisy_weights(state, profile, normals))  # (R, N, out), units of 1/k
-    if state.has_read_noise and profile.read_noise.per_sample:
-        std = torch.matmul(u.square(), state.var).sqrt_()  # (R, N, out)
-        y.addcmul_(std, normals(y.shape))
-    y, unit = periphery.convert_outputs(y, per, k, normals)
+    tiles = layout.split_inputs(x)  # (R, N, rows)
+    u, full_scale, k = periphery.drive_lines(tiles, per, binary_input)
+    w_read = noisy_weights(state, profile, normals)  # (R, rows, out)
+    ir_lines = ir_drop_lines(layout, profile, w_read.dtype)
+    y = analog_outputs(u, w_read, state, profile, k, normals, ir_lines)  # (R, N, out)
+    reduction: Tensor | None = None
+    if per.bound_management == "iterative":
+        reduction, y = _bound_management(
+            tiles, y, w_read, state, profile, normals, ir_lines, k, converters, binary_input
+        )
+    y, unit = periphery.convert_outputs(y, per, k, converters)
+    scale = full_scale * unit if reduction is None else full_scale * unit * reduction
     if gain.dim() == 0:  # fold the scalar gain into the small per-sample factor
-        y = y.mul_(full_scale * (unit * gain))
+        y = y.mul_(scale * gain)
         return y.sum(dim=0) if layout.n_row_tiles > 1 else y[0]  # (N, out)
-    y = y.mul_(full_scale * unit)
-    return (y.sum(dim=0) if layout.n_row_tiles > 1 else y[0]) * gain  # (N, out)
+    if gain.dim() == 1:  # per-column gain after the tile sum
+        y = y.mul_(scale)
+        return (y.sum(dim=0) if layout.n_row_tiles > 1 else y[0]) * gain  # (N, out)
+    return y.mul_(scale * gain).sum(dim=0)  # per-tile gains (R, 1, 1 or out) -> (N, out)
+
+
+def _bound_management(
+    tiles: Tensor,
+    y: Tensor,
+    w_read: Tensor,
+    state: ReadState,
+    profile: DeviceProfile,
+    normals: Normals,
+    ir_lines: tuple[Tensor, Tensor] | None,
+    k: float,
+    converters: periphery.Converters,
+    binary_input: bool,
+) -> tuple[Tensor | None, Tensor]:
+    """aihwkit's ITERATIVE bound management on pre-ADC outputs ``y`` ``(R, N, out)``.
+
+    Returns the per-(tile, sample) reduction ``(R, N, 1)`` (``None`` if nothing saturated) and
+    the outputs with the saturated pairs re-read.  Only samples with a saturated tile are re-read
+    (one batched matmul per round over all tiles; pairs that did not saturate keep their value).
+    """
+    per = profile.periphery
+    dac_levels = periphery.converter_levels(per.dac_bits) if per.dac_bits else 0
+    sat = periphery.saturated(y, converters, k)  # (R, N)
+    if not bool(sat.any()):
+        return None, y
+    reduction = torch.ones(*sat.shape, 1, dtype=y.dtype, device=y.device)  # (R, N, 1)
+    factor = 1.0
+    while bool(sat.any()):
+        limit = per.bm_max_resolution * dac_levels if dac_levels else math.inf
+        if factor > per.bm_max_factor or factor > limit:
+            break
+        factor *= 2.0
+        rows = sat.any(dim=0).nonzero().squeeze(1)  # (N',) samples with a saturated tile
+        reduction[:, rows] = torch.where(sat[:, rows, None], factor, reduction[:, rows])
+        u, _, _ = periphery.drive_lines(tiles[:, rows], per, binary_input, reduction[:, rows])
+        again = analog_outputs(u, w_read, state, profile, k, normals, ir_lines)  # (R, N', out)
+        redo = sat[:, rows, None]  # (R, N', 1)
+        y[:, rows] = torch.where(redo, again, y[:, rows])
+        sat[:, rows] = redo.squeeze(-1) & periphery.saturated(again, converters, k)
+    return reduction, y
 
 
 def transposed_read(
@@ -176,65 +297,124 @@ def transposed_read(
 ) -> Tensor:
     """Transposed analog MVM ``e @ W^T``: ``(N, out) -> (N, in)``, same devices and periphery.
 
-    ``e`` drives the columns (column tiles of ``tile.cols``, summed digitally after their ADCs)
-    and every row is sensed.  Global compensation multiplies the result by ``alpha w_max``;
-    per-column factors are applied digitally to the column inputs (which then need the DAC).
+    ``e`` drives the columns of every tile (column tiles of ``tile.cols``, summed digitally after
+    their ADCs) and every row is sensed; the ADC range is the profile's ``output_range`` (no
+    bound management, no IR drop, ideal converter gains: the sensing direction has its own
+    converters).  Factors that depend on the row (``w_max`` per layer or tile, compensation per
+    layer or tile, ``()`` or ``(R, 1, 1)``) scale the sensed rows after the ADC; factors that
+    depend on the column (``column`` scaling or compensation, ``(out,)`` or ``(R, 1, out)``)
+    scale the column drives digitally, per row tile (the drives then need the DAC).
     """
-    out_f, in_f = e.shape[-1], layout.in_features
-    gain = w_max * alpha
-    if alpha.dim() > 0:  # per-column compensation: scale the column inputs digitally
-        e = e * alpha
-        gain = torch.as_tensor(w_max).to(e)
+    out_f, n = e.shape[-1], e.shape[0]
+    row_gain = torch.ones((), dtype=e.dtype, device=e.device)
+    col_gain: Tensor | None = None
+    for factor, by_column in (
+        (w_max, profile.weight_cell.scaling == "column"),
+        (alpha, profile.compensation.mode == "column"),
+    ):
+        if by_column:
+            col_gain = factor if col_gain is None else col_gain * factor
+        else:
+            row_gain = row_gain * factor
+    drive = e.unsqueeze(0)  # (1, N, out)
+    if col_gain is not None:
+        drive = drive * col_gain.reshape(-1, 1, out_f)  # (1 or R, N, out)
         binary_input = False
     cols = min(profile.tile.cols, out_f)
     n_ct = math.ceil(out_f / cols)
     pad = n_ct * cols - out_f
-    u = F.pad(e, (0, pad)).reshape(e.shape[0], n_ct, cols).transpose(0, 1)  # (C, N, cols)
-    per = profile.periphery
+    u = F.pad(drive, (0, pad)).reshape(drive.shape[0], n, n_ct, cols).permute(2, 0, 1, 3)
+    per = profile.periphery  # u: (C, 1 or R, N, cols)
     u, full_scale, k = periphery.drive_lines(u, per, binary_input)
 
-    def by_column_tile(m: Tensor) -> Tensor:
-        m = F.pad(layout.untile(m), (0, pad))  # (in, C*cols), rows in input order
-        return m.reshape(in_f, n_ct, cols).permute(1, 2, 0)  # (C, cols, in)
+    def by_column_tile(m: Tensor) -> Tensor:  # (R, rows, out) -> (C, R, cols, rows)
+        m = F.pad(m.transpose(1, 2), (0, 0, 0, pad))  # (R, C*cols, rows)
+        return m.reshape(m.shape[0], n_ct, cols, m.shape[-1]).transpose(0, 1)
 
-    y = torch.matmul(u, by_column_tile(_noisy_weights(state, profile, normals)))  # (C, N, in)
+    y = torch.matmul(u, by_column_tile(noisy_weights(state, profile, normals)))  # (C, R, N, rows)
     if state.has_read_noise and profile.read_noise.per_sample:
-        std = torch.matmul(u.square(), by_column_tile(state.var)).sqrt_()  # (C, N, in)
+        std = torch.matmul(u.square(), by_column_tile(state.var)).sqrt_()
         y.addcmul_(std, normals(y.shape))
-    y, unit = periphery.convert_outputs(y, per, k, normals)
-    return y.mul_(full_scale * unit).sum(dim=0) * gain  # (N, in): column tiles summed
+    periphery.add_output_noise(y, per, k, normals)
+    fixed = periphery.Converters(torch.tensor(per.output_range, device=y.device))
+    y, unit = periphery.convert_outputs(y, per, k, fixed)
+    summed = y.mul_(full_scale * unit).sum(dim=0) * row_gain  # (R, N, rows): column tiles summed
+    return layout.untile(summed.transpose(1, 2)).t()  # (N, in)
 
 
 def one_hot_readout(
-    state: ReadState, layout: TileLayout, profile: DeviceProfile, normals: Normals
+    state: ReadState,
+    layout: TileLayout,
+    profile: DeviceProfile,
+    normals: Normals,
+    converters: periphery.Converters,
 ) -> Tensor:
-    """``|y|`` ``(in, out)`` of each row read alone with a full-scale one-hot input (normalized)."""
+    """``|y|`` ``(in, out)`` of each row read alone with a full-scale one-hot input (normalized).
+
+    The row's own tile reads ``DAC(1) W[j] + noise`` through its ADC (``converters``); under
+    ``clip`` the other tiles add their output noise through an ADC of the profile's range.
+    """
     per = profile.periphery
     own = torch.ones(1, 1, 1, dtype=state.w.dtype, device=state.w.device)
     amplitude, full_scale, k = periphery.drive_lines(own, per, binary_input=False)
     a = float(amplitude.reshape(()))  # DAC code of a full-scale 1
-    y = _noisy_weights(state, profile, normals) * a  # (R, rows, out), units of 1/k
+    y = noisy_weights(state, profile, normals) * a  # (R, rows, out), units of 1/k
     if state.has_read_noise and profile.read_noise.per_sample:
         y.addcmul_(state.sigma * abs(a), normals(y.shape))
-    y, unit = periphery.convert_outputs(y, per, k, normals)
-    scale = float(full_scale) * unit
-    y = y * scale
+    periphery.add_output_noise(y, per, k, normals)
+    y, unit = periphery.convert_outputs(y, per, k, converters)
+    y = y * (float(full_scale) * unit)
     others = layout.n_row_tiles - 1
     if others and per.input_policy == "clip" and per.output_noise:
-        idle = torch.zeros(others, *y.shape, dtype=y.dtype, device=y.device)
-        idle, _ = periphery.convert_outputs(idle, per, k, normals)  # zero input: noise + ADC
-        y = y + idle.sum(dim=0) * scale
+        idle = periphery.add_output_noise(y.new_zeros(others, *y.shape), per, k, normals)
+        fixed = periphery.Converters(torch.tensor(per.output_range, device=y.device))
+        idle, idle_unit = periphery.convert_outputs(idle, per, k, fixed)  # zero input: noise + ADC
+        y = y + idle.sum(dim=0) * (float(full_scale) * idle_unit)
     return layout.untile(y).abs()
 
 
 def compensation_readout(
-    state: ReadState, layout: TileLayout, profile: DeviceProfile, normals: Normals
+    state: ReadState,
+    layout: TileLayout,
+    profile: DeviceProfile,
+    normals: Normals,
+    converters: periphery.Converters,
 ) -> Tensor:
-    """Mean one-hot readout: ``()`` (``global``) or ``(out,)`` (``column``), floored."""
-    out = one_hot_readout(state, layout, profile, normals)  # (in, out)
-    if profile.compensation.mode == "column":
-        return out.mean(dim=0).clamp(min=MIN_READOUT)
-    return out.mean().clamp(min=MIN_READOUT)
+    """Mean one-hot readout, floored at :data:`MIN_READOUT`: ``()`` (``global``) or ``(out,)``
+    (``column``) per layer; ``(R, 1, 1)`` or ``(R, 1, out)`` per tile under ``tile`` scaling."""
+    out = one_hot_readout(state, layout, profile, normals, converters)  # (in, out)
+    column = profile.compensation.mode == "column"
+    if profile.weight_cell.scaling == "tile":
+        sizes = torch.tensor(layout.sizes, dtype=out.dtype, device=out.device).reshape(-1, 1, 1)
+        per_tile = layout.tile(out).sum(dim=1, keepdim=True) / sizes  # (R, 1, out)
+        mean = per_tile if column else per_tile.mean(dim=-1, keepdim=True)
+    else:
+        mean = out.mean(dim=0) if column else out.mean()
+    return mean.clamp(min=MIN_READOUT)
+
+
+def draw_converters(
+    profile: DeviceProfile, n_tiles: int, lines: int, generator: torch.Generator
+) -> periphery.Converters:
+    """The ADCs of ``n_tiles`` tiles of ``lines`` outputs: the profile's fixed range and, when
+    the profile sets them, gain ``N(1, adc_gain_std)`` and offset ``N(0, adc_offset_lsb_std)``
+    errors per converter ``(T, 1, lines)`` (gain drawn first)."""
+    per = profile.periphery
+    device = generator.device
+    shape = (n_tiles, 1, lines)
+    gain = offset = None
+    if per.adc_gain_std:
+        gain = 1.0 + per.adc_gain_std * torch.randn(shape, generator=generator, device=device)
+    if per.adc_offset_lsb_std:
+        offset = per.adc_offset_lsb_std * torch.randn(shape, generator=generator, device=device)
+    return periphery.Converters(torch.tensor(per.output_range, device=device), gain, offset)
+
+
+def tile_weight_scale(w_max: Tensor, layout: TileLayout, profile: DeviceProfile) -> Tensor:
+    """``w_max`` as the read path applies it: ``()``/``(out,)``, or ``(R, 1, 1)`` per tile."""
+    return (
+        layout.per_tile(w_max).reshape(-1, 1, 1) if profile.weight_cell.scaling == "tile" else w_max
+    )
 
 
 def sample_chip_weights(
@@ -251,16 +431,20 @@ def sample_chip_weights(
         def normals(shape: torch.Size) -> Tensor:
             return torch.randn(shape, generator=generator, dtype=weight.dtype, device=weight.device)
 
-        w_max = mapping.weight_scale(weight, profile)
+        w_max = mapping.weight_scale(weight, profile, layout.tile_of_row)
         targets = mapping.conductance_targets(weight, w_max, profile)
         devices = pcm.program_devices(targets, profile, generator)
+        converters = draw_converters(profile, layout.n_row_tiles, weight.shape[1], generator)
         state = read_state(devices, t_s, profile, layout)
         alpha = torch.ones((), dtype=weight.dtype, device=weight.device)
         if profile.compensation.mode != "none":
             at_zero = read_state(devices, 0.0, profile, layout)
-            baseline = compensation_readout(at_zero, layout, profile, normals)
-            alpha = baseline / compensation_readout(state, layout, profile, normals)
-        w_read = layout.untile(_noisy_weights(state, profile, normals))  # (in, out)
+            baseline = compensation_readout(at_zero, layout, profile, normals, converters)
+            alpha = baseline / compensation_readout(state, layout, profile, normals, converters)
+        w_read = noisy_weights(state, profile, normals)  # (R, rows, out)
         if state.has_read_noise and profile.read_noise.per_sample:
-            w_read = torch.addcmul(w_read, layout.untile(state.sigma), normals(w_read.shape))
-        return w_read * w_max * alpha
+            w_read = torch.addcmul(w_read, state.sigma, normals(w_read.shape))
+        gain = tile_weight_scale(w_max, layout, profile) * alpha
+        if gain.dim() == 3:
+            return layout.untile(w_read * gain)
+        return layout.untile(w_read) * gain

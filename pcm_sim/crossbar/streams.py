@@ -4,6 +4,8 @@ A chip is a value: fully determined by (weights, profile, chip seed) and by the 
 Each random draw gets its own generator, seeded from a hash of a *key* that names it:
 
     ``program``                          first write of the layer (programming noise, nu, faults)
+    ``adc``                              converter gain and offset errors of the layer
+    ``ranges, e``                        the reads that calibrate the ADC ranges
     ``bank, b``                          block ``b`` of the bank of normals (``crossbar.noise``)
     ``write, e``                         the write session that makes write epoch ``e``
     ``baseline, e``                      compensation reference read right after write epoch ``e``
@@ -57,6 +59,14 @@ class ChipStreams:
     def programming(self, device: torch.device) -> torch.Generator:
         """The first write of the layer."""
         return self.generator(device, "program")
+
+    def converters(self, device: torch.device) -> torch.Generator:
+        """The layer's converter gain and offset errors (drawn once, with the chip)."""
+        return self.generator(device, "adc")
+
+    def range_calibration(self, device: torch.device, epoch: int) -> torch.Generator:
+        """The reads that set the layer's ADC ranges (write epoch ``epoch``)."""
+        return self.generator(device, "ranges", epoch)
 
     def bank(self, device: torch.device, block: int) -> torch.Generator:
         """Block ``block`` of the layer's bank of standard normals."""

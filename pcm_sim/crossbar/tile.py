@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from pcm_sim.crossbar import calibration, mapping, reads
+from pcm_sim.crossbar import calibration, mapping, periphery, reads
 from pcm_sim.crossbar.noise import NoiseBank
 from pcm_sim.crossbar.streams import ChipStreams
 from pcm_sim.physics import pcm
@@ -56,12 +56,15 @@ class CrossbarArray:
         weight = weight_in_out.detach().float()
         in_features, out_features = weight.shape
         self._setup(profile, streams, in_features, out_features, weight.device)
-        self.w_max = mapping.weight_scale(weight, profile)
+        self.w_max = mapping.weight_scale(weight, profile, self.layout.tile_of_row)
         self.g_target_us = mapping.conductance_targets(weight, self.w_max, profile)
         self.devices = pcm.program_devices(
             self.g_target_us, profile, streams.programming(self.device)
         )
         self.pulses = torch.ones_like(self.g_target_us, dtype=torch.int32)
+        self.converters = reads.draw_converters(
+            profile, self.n_row_tiles, out_features, streams.converters(self.device)
+        )
         self.write_epoch = 0
         self.baseline = self._reference_readout()
         self.drift_to(0.0)
@@ -133,7 +136,9 @@ class CrossbarArray:
             return torch.ones((), device=self.device)
         state = reads.read_state(self.devices, 0.0, self.profile, self.layout)
         normals = self._normals(self.streams.baseline(self.device, self.write_epoch))
-        return reads.compensation_readout(state, self.layout, self.profile, normals)
+        return reads.compensation_readout(
+            state, self.layout, self.profile, normals, self.converters
+        )
 
     def drift_to(self, t_s: float) -> None:
         """Move to ``t_s`` seconds after programming, recalibrate compensation, reset reads."""
@@ -144,15 +149,18 @@ class CrossbarArray:
         if self.profile.compensation.mode != "none":
             gen = self.streams.calibration(self.device, self.write_epoch, self.t_s)
             readout = reads.compensation_readout(
-                self.state, self.layout, self.profile, self._normals(gen)
+                self.state, self.layout, self.profile, self._normals(gen), self.converters
             )
-            self.alpha = self.baseline / readout
-        self.gain = self.w_max * self.alpha  # () or (out,)
+            self.alpha = self.baseline / readout  # (), (out,), (R, 1, 1) or (R, 1, out)
+        self.w_max_gain = reads.tile_weight_scale(self.w_max, self.layout, self.profile)
+        self.gain = self.w_max_gain * self.alpha
 
     # --- reads ----------------------------------------------------------------------------
 
     def effective_weight(self) -> Tensor:
         """Mean weight the array realises now, ``(in, out)``, compensation included."""
+        if self.gain.dim() == 3:  # per-tile gains
+            return self.layout.untile(self.state.w * self.gain)
         return self.layout.untile(self.state.w) * self.gain
 
     def mvm(self, x: Tensor, binary_input: bool = False) -> Tensor:
@@ -166,7 +174,14 @@ class CrossbarArray:
             )
         flat = x.reshape(-1, self.in_features).to(torch.float32)  # (N, in)
         out = reads.forward_read(
-            flat, self.state, self.layout, self.profile, self.gain, self._next_read(), binary_input
+            flat,
+            self.state,
+            self.layout,
+            self.profile,
+            self.gain,
+            self._next_read(),
+            self.converters,
+            binary_input,
         )
         return out.reshape(*x.shape[:-1], self.out_features)
 
@@ -182,12 +197,46 @@ class CrossbarArray:
             self.state,
             self.layout,
             self.profile,
-            self.w_max,
+            self.w_max_gain,
             self.alpha,
             self._next_read(),
             binary_input,
         )
         return out.reshape(*e.shape[:-1], self.in_features)
+
+    def calibrate_ranges(self, inputs: Tensor | None = None, binary_input: bool = False) -> None:
+        """Set every ADC's range from calibration reads (``output_range_policy: calibrated``).
+
+        ``inputs`` ``(M, in)`` are typical layer inputs (e.g. the training data's first batch);
+        without them every row is read alone with a full-scale one-hot input.  The range of each
+        tile (``range_scope: tile``) or converter (``column``) is the ``range_percentile``-th
+        percentile of the analog ``|y|`` (normalized units) over the calibration reads, at the
+        chip's current time; a range that would be 0 keeps the profile's ``output_range``.  The
+        reads draw from the chip's ``ranges`` stream; the ranges are part of the chip's state.
+        """
+        per = self.profile.periphery
+        if per.output_range_policy != "calibrated":
+            raise ValueError(
+                "calibrate_ranges: the profile's output_range_policy is not calibrated"
+            )
+        normals = self._normals(self.streams.range_calibration(self.device, self.write_epoch))
+        w_read = reads.noisy_weights(self.state, self.profile, normals)  # (R, rows, out)
+        if inputs is None:
+            eye = torch.eye(self.rows, device=self.device).expand(self.n_row_tiles, -1, -1)
+            u, _, k = periphery.drive_lines(eye, per, binary_input=False)
+        else:
+            flat = inputs.detach().reshape(-1, self.in_features).to(torch.float32)
+            tiles = self.layout.split_inputs(flat)  # (R, M, rows)
+            u, _, k = periphery.drive_lines(tiles, per, binary_input)
+        lines = reads.ir_drop_lines(self.layout, self.profile, w_read.dtype)
+        y = reads.analog_outputs(u, w_read, self.state, self.profile, k, normals, lines)
+        magnitude = (y / k).abs()  # (R, M, out), normalized units of the input full scale
+        scope = magnitude if per.range_scope == "column" else magnitude.flatten(1).unsqueeze(-1)
+        ranges = torch.quantile(scope, per.range_percentile / 100.0, dim=1, keepdim=True)
+        fallback = torch.full_like(ranges, per.output_range)
+        out_range = torch.where(ranges > 0, ranges, fallback)  # (R, 1, 1) or (R, 1, out)
+        conv = self.converters
+        self.converters = periphery.Converters(out_range, conv.adc_gain, conv.adc_offset_lsb)
 
     # --- writes ---------------------------------------------------------------------------
 
@@ -260,8 +309,14 @@ class CrossbarArray:
             "pulses": self.pulses,
             "baseline": self.baseline,
         }
+        conv = self.converters
         return {
             "format": CHIP_STATE_FORMAT,
+            "out_range": conv.out_range.detach().cpu(),
+            "adc_gain": None if conv.adc_gain is None else conv.adc_gain.detach().cpu(),
+            "adc_offset_lsb": (
+                None if conv.adc_offset_lsb is None else conv.adc_offset_lsb.detach().cpu()
+            ),
             "chip_seed": self.streams.chip_seed,
             "layer": self.streams.layer,
             "shape": [self.in_features, self.out_features],
@@ -287,6 +342,12 @@ class CrossbarArray:
         array.pulses = tensors["pulses"]
         array.baseline = tensors["baseline"]
         array.write_epoch = int(state["write_epoch"])
+        gain, offset = state["adc_gain"], state["adc_offset_lsb"]
+        array.converters = periphery.Converters(
+            state["out_range"].to(device),
+            None if gain is None else gain.to(device),
+            None if offset is None else offset.to(device),
+        )
         array.drift_to(float(state["t_s"]))
         return array
 

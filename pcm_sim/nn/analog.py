@@ -188,8 +188,8 @@ class AnalogLinear(nn.Module):
         tol = resolve_tolerance_us(crossbar.profile, None, tolerance_gmax)
         before = int(crossbar.pulses.sum())
         crossbar.rewrite(weight.detach().t(), tol, max_iterations)
-        w_max = crossbar.w_max.reshape(-1, 1) if crossbar.w_max.dim() else crossbar.w_max
-        self.weight.data.copy_(weight.detach().clamp(-w_max, w_max))
+        w_in_out = weight.detach().t()
+        self.weight.data.copy_(torch.clamp(w_in_out, -crossbar.w_max, crossbar.w_max).t())
         return int(crossbar.pulses.sum()) - before
 
     def program_and_verify(
@@ -242,19 +242,25 @@ class AnalogLinear(nn.Module):
             self.crossbar = self.crossbar.to(self.weight.device)
         return self
 
+    def _w_max(self, differentiable: bool) -> Tensor:
+        """``w_max`` of the current weights, crossbar layout: ``()``, ``(out,)`` or ``(in, 1)``."""
+        assert self.profile is not None
+        weight = self.weight if differentiable else self.weight.detach()
+        rows = reads.TileLayout.build(self.in_features, self.profile.tile.rows, weight.device)
+        return mapping.weight_scale(weight.t(), self.profile, rows.tile_of_row)
+
     def _hwa_weight(self) -> Tensor:
         """One sample of the weights the chip realises at ``hwa_t_s`` (see module docstring)."""
         assert self.profile is not None and self.hwa_generator is not None
-        w_max = mapping.weight_scale(self.weight.detach().t(), self.profile)
         sample = reads.sample_chip_weights(
             self.weight.t(), self.profile, self.hwa_t_s, self.hwa_generator
         )
-        delta = sample.t() - self.weight.detach()  # (out, in): chip minus clean weights
+        delta = sample - self.weight.detach().t()  # (in, out): chip minus clean weights
         if not self.hwa_scale_gradient:
-            return self.weight + delta
+            return self.weight + delta.t()
         # the same noise as an error in units of w_max times the live (differentiable) w_max
-        live_w_max = mapping.weight_scale(self.weight.t(), self.profile).reshape(-1, 1)
-        return self.weight + delta / w_max.reshape(-1, 1) * live_w_max
+        scaled = delta / self._w_max(False) * self._w_max(True)  # (in, out)
+        return self.weight + scaled.t()
 
     def software_weight(self) -> Tensor:
         """The weight ``(out, in)`` a software forward uses: an HWA sample when training with it."""
@@ -290,13 +296,16 @@ class AnalogLinear(nn.Module):
 
     def sample_hwa_output_noise(self, full_scale: Tensor | float, like: Tensor) -> Tensor:
         """One draw of the periphery's output noise for outputs shaped ``like``, input full
-        scale ``full_scale`` (broadcastable): ``out_noise * sqrt(tiles) * w_max * s * N(0, 1)``;
-        ``w_max`` per output broadcasts over the last dim."""
+        scale ``full_scale`` (broadcastable): ``out_noise * sqrt(sum_k w_max_k^2) * s * N(0, 1)``
+        over the row tiles ``k`` (``sqrt(tiles) * w_max`` for one scale); ``w_max`` per output
+        broadcasts over the last dim."""
         assert self.profile is not None and self.hwa_generator is not None
         per = self.profile.periphery
-        weight = self.weight if self.hwa_scale_gradient else self.weight.detach()
-        w_max = mapping.weight_scale(weight.t(), self.profile)  # () or (out,)
+        w_max = self._w_max(self.hwa_scale_gradient)  # (), (out,) or (in, 1) per row's tile
         tiles = math.ceil(self.in_features / self.profile.tile.rows)
+        if w_max.dim() == 2:  # per tile: sqrt(sum_k w_max_k^2) over the row tiles
+            rows = reads.TileLayout.build(self.in_features, self.profile.tile.rows, w_max.device)
+            w_max = rows.per_tile(w_max).square().sum().sqrt() / math.sqrt(tiles)
         std = per.output_noise * math.sqrt(tiles) * w_max * full_scale
         z = torch.randn(
             like.shape, generator=self.hwa_generator, device=like.device, dtype=like.dtype
@@ -339,19 +348,51 @@ def analog_layers(module: nn.Module) -> list[AnalogLinear]:
     return [m for m in module.modules() if isinstance(m, AnalogLinear)]
 
 
+MAX_CALIBRATION_ROWS = 4096
+"""Layer inputs kept per layer for ADC range calibration (evenly spaced over the batch)."""
+
+
+def _layer_inputs(module: nn.Module, layers: list[AnalogLinear], batch: Any) -> list[Tensor]:
+    """Every analog layer's inputs ``(M, in)`` when ``module`` runs ``batch`` in software."""
+    captured: dict[int, list[Tensor]] = {id(layer): [] for layer in layers}
+
+    def hook(layer: nn.Module, args: tuple[Any, ...]) -> None:
+        captured[id(layer)].append(args[0].detach().reshape(-1, args[0].shape[-1]))
+
+    handles = [layer.register_forward_pre_hook(hook) for layer in layers]
+    try:
+        with torch.no_grad():
+            module.eval()(batch)
+    finally:
+        for handle in handles:
+            handle.remove()
+    inputs = []
+    for layer in layers:
+        rows = torch.cat(captured[id(layer)]) if captured[id(layer)] else None
+        if rows is None:
+            raise ValueError("deploy: calibration_input never reached an analog layer")
+        stride = max(1, rows.shape[0] // MAX_CALIBRATION_ROWS)
+        inputs.append(rows[::stride][:MAX_CALIBRATION_ROWS])
+    return inputs
+
+
 def deploy(
     module: nn.Module,
     profile: str | DeviceProfile,
     seed: int,
     backend: Backend | None = None,
     device: torch.device | str | None = None,
+    calibration_input: Any = None,
 ) -> nn.Module:
     """Program every analog layer of ``module`` onto a new chip; returns ``module`` in analog mode.
 
     The chip is a value of (weights, profile, ``seed``): layer ``i`` draws from the named streams
     ``(seed, i, ...)`` (:mod:`pcm_sim.crossbar.streams`).  Any previous chip is replaced;
     ``backend`` chooses the backend of this deployment only (default: each layer's own);
-    ``device`` moves the module there first.
+    ``device`` moves the module there first.  With ``periphery.output_range_policy:
+    calibrated`` every ADC range is set right after programming from calibration reads: of each
+    layer's inputs when ``module`` runs ``calibration_input`` (e.g. the training data's first
+    batch) in software, else of one-hot inputs (:meth:`CrossbarArray.calibrate_ranges`).
     """
     prof = load_profile(profile)
     layers = analog_layers(module)
@@ -359,8 +400,16 @@ def deploy(
         raise ValueError("deploy: the module has no AnalogLinear/AnalogConv2d layers")
     if device is not None:
         module.to(device)
+    calibrated = prof.periphery.output_range_policy == "calibrated"
+    inputs: list[Tensor | None] = [None] * len(layers)
+    if calibrated and calibration_input is not None:
+        for layer in layers:
+            layer.to_software()
+        inputs = list(_layer_inputs(module, layers, calibration_input))
     for index, layer in enumerate(layers):
         layer.program(prof, ChipStreams(seed, index), backend)
+        if calibrated and layer.crossbar is not None:
+            layer.crossbar.calibrate_ranges(inputs[index], layer.binary_input)
     module.eval()
     return module
 

@@ -319,8 +319,6 @@ class PeripheryParams:
                 "periphery.output_range: a calibrated ADC range needs output_range > 0 "
                 "(used until the chip is calibrated)"
             )
-        if self.bound_management == "iterative" and not self.output_range:
-            raise ProfileError("periphery.bound_management: iterative needs output_range > 0")
         if not 2 <= self.bm_max_factor <= 1e6:
             raise ProfileError(
                 f"periphery.bm_max_factor: expected 2..1e6, got {self.bm_max_factor}"

@@ -8,14 +8,17 @@
 * periphery: ``inp_res = 1/(2^dac_bits - 2)``, ``out_res = 1/(2^adc_bits - 2)`` (step
   ``2 * bound * res``, the same grid as ours), ``out_bound = output_range``, ``out_noise =
   output_noise``, ``ABS_MAX`` noise management for ``input_policy: scale`` and ``CONSTANT``
-  (``nm_thres = input_range``) for ``clip``; bound management off (we have no iterative
-  re-reads); tiles ``max_input_size = rows``, ``max_output_size = cols``; digital bias; weights
-  normalized to ``max|w| = 1`` (``weight_scaling_omega = 1``) so that the ADC range applies to
-  normalized outputs, as on our crossbar;
+  (``nm_thres = input_range``) for ``clip``; ``ITERATIVE`` bound management (``max_bm_factor``,
+  ``max_bm_res``) or none; ``ir_drop`` and ``ir_drop_g_ratio``; tiles ``max_input_size = rows``,
+  ``max_output_size = cols`` (0 = unlimited for ``cols = 65536``); digital bias; each tile's
+  weights normalized to ``max|w| = 1`` (``weight_scaling_omega = 1``, per column for
+  ``scaling: column``) so that the ADC range applies to normalized outputs, as on our crossbar
+  (``scaling: tile`` is exactly this; ``layer`` equals it for single-tile layers only);
 * drift compensation: ``GlobalDriftCompensation`` / ``PerColumnDriftCompensation`` / none.
 
 Not representable in aihwkit (raise :class:`ProfileError`): conductance levels, device-to-device
-gain, stuck-at faults, several devices per polarity, per-column weight scaling.  aihwkit draws
+gain, stuck-at faults, several devices per polarity, calibrated ADC ranges, converter gain and
+offset variation.  aihwkit draws
 read noise once per ``drift_analog_weights`` call, not per read.  aihwkit samples from torch's
 global generator, so :class:`AihwkitTile` seeds it from the chip's named streams before each draw.
 """
@@ -28,7 +31,7 @@ import torch
 from torch import Tensor
 
 from pcm_sim.crossbar.streams import ChipStreams
-from pcm_sim.profiles import DeviceProfile, ProfileError, load_profile
+from pcm_sim.profiles import MAX_TILE_SIZE, DeviceProfile, ProfileError, load_profile
 
 __all__ = ["AihwkitTile", "apply_periphery", "rpu_config_from_profile"]
 
@@ -55,17 +58,24 @@ def apply_periphery(cfg: Any, profile: DeviceProfile) -> None:
     cfg.forward.out_bound = per.output_range if per.output_range else -1.0
     cfg.forward.out_noise = per.output_noise
     cfg.forward.w_noise = 0.0
-    cfg.forward.bound_management = BoundManagementType.NONE
+    if per.bound_management == "iterative":
+        cfg.forward.bound_management = BoundManagementType.ITERATIVE
+        cfg.forward.max_bm_factor = int(per.bm_max_factor)
+        cfg.forward.max_bm_res = per.bm_max_resolution
+    else:
+        cfg.forward.bound_management = BoundManagementType.NONE
+    cfg.forward.ir_drop = per.ir_drop
+    cfg.forward.ir_drop_g_ratio = per.ir_drop_g_ratio
     if per.input_policy == "scale":
         cfg.forward.noise_management = NoiseManagementType.ABS_MAX
     else:
         cfg.forward.noise_management = NoiseManagementType.CONSTANT
         cfg.forward.nm_thres = per.input_range
     cfg.mapping.max_input_size = profile.tile.rows
-    cfg.mapping.max_output_size = profile.tile.cols
+    cfg.mapping.max_output_size = 0 if profile.tile.cols >= MAX_TILE_SIZE else profile.tile.cols
     cfg.mapping.digital_bias = True
-    cfg.mapping.weight_scaling_omega = 1.0  # weights normalized to max |w| = 1, as ours
-    cfg.mapping.weight_scaling_columnwise = False
+    cfg.mapping.weight_scaling_omega = 1.0  # each tile's weights normalized to max |w| = 1
+    cfg.mapping.weight_scaling_columnwise = profile.weight_cell.scaling == "column"
 
 
 def rpu_config_from_profile(profile: DeviceProfile) -> Any:
@@ -89,11 +99,19 @@ def rpu_config_from_profile(profile: DeviceProfile) -> Any:
             raise ProfileError(
                 f"{profile.name}: {field}={value} has no aihwkit equivalent (expected 0)"
             )
-    if profile.weight_cell.devices_per_polarity != 1 or profile.weight_cell.scaling != "layer":
+    if profile.weight_cell.devices_per_polarity != 1:
         raise ProfileError(
-            f"{profile.name}: weight_cell: aihwkit's converter needs one device per polarity "
-            "and layer scaling"
+            f"{profile.name}: weight_cell.devices_per_polarity: aihwkit's converter needs one "
+            "device per polarity"
         )
+    per = profile.periphery
+    for field, value in [
+        ("periphery.output_range_policy", per.output_range_policy != "fixed"),
+        ("periphery.adc_gain_std", per.adc_gain_std),
+        ("periphery.adc_offset_lsb_std", per.adc_offset_lsb_std),
+    ]:
+        if value:
+            raise ProfileError(f"{profile.name}: {field} has no aihwkit equivalent")
     cfg = InferenceRPUConfig()
     apply_periphery(cfg, profile)
     cfg.forward.is_perfect = profile.is_ideal

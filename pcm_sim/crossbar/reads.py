@@ -230,7 +230,7 @@ def forward_read(
     ir_lines = ir_drop_lines(layout, profile, w_read.dtype)
     y = analog_outputs(u, w_read, state, profile, k, normals, ir_lines)  # (R, N, out)
     reduction: Tensor | None = None
-    if per.bound_management == "iterative":
+    if per.bound_management == "iterative" and per.output_range:
         reduction, y = _bound_management(
             tiles, y, w_read, state, profile, normals, ir_lines, k, converters, binary_input
         )

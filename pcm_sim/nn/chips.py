@@ -74,7 +74,23 @@ def _check_layer(where: str, state: Any, in_f: int, out_f: int, profile: DeviceP
         )
     n = profile.weight_cell.devices_per_polarity
     device_shape = (2, n, in_f, out_f)
-    w_max_shapes = [(), (out_f,)]
+    tiles = -(-in_f // profile.tile.rows)
+    scale_shapes: dict[str, list[tuple[int, ...]]] = {
+        "layer": [()],
+        "column": [(out_f,)],
+        "tile": [(in_f, 1)],
+    }
+    column = profile.compensation.mode == "column"
+    baseline: tuple[int, ...] = (out_f,) if column else ()
+    if profile.compensation.mode == "none":
+        baseline = ()
+    elif profile.weight_cell.scaling == "tile":
+        baseline = (tiles, 1, out_f if column else 1)
+    expected_shapes: dict[str, list[tuple[int, ...]]] = {
+        "w_max": scale_shapes[profile.weight_cell.scaling],
+        "baseline": [baseline],
+        "out_range": [(), (tiles, 1, 1), (tiles, 1, out_f)],
+    }
     expected = {
         "g_target_us": (device_shape, torch.float32),
         "g_prog_us": (device_shape, torch.float32),
@@ -82,18 +98,27 @@ def _check_layer(where: str, state: Any, in_f: int, out_f: int, profile: DeviceP
         "stuck": (device_shape, torch.bool),
         "pulses": (device_shape, torch.int32),
     }
-    for name, (shape, dtype) in expected.items():
+    for name, (dims, dtype) in expected.items():
         value = state.get(name)
-        if not isinstance(value, torch.Tensor) or tuple(value.shape) != shape:
+        if not isinstance(value, torch.Tensor) or tuple(value.shape) != dims:
             got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
-            raise ChipFileError(f"{where}: {name}: expected shape {shape}, got {got}")
+            raise ChipFileError(f"{where}: {name}: expected shape {dims}, got {got}")
         if value.dtype != dtype:
             raise ChipFileError(f"{where}: {name}: expected {dtype}, got {value.dtype}")
-    for name in ("w_max", "baseline"):
+    for name, shapes in expected_shapes.items():
         value = state.get(name)
-        if not isinstance(value, torch.Tensor) or tuple(value.shape) not in w_max_shapes:
-            raise ChipFileError(f"{where}: {name}: expected a tensor of shape () or ({out_f},)")
-    for name in ("g_prog_us", "nu", "w_max", "baseline"):
+        if not isinstance(value, torch.Tensor) or tuple(value.shape) not in shapes:
+            got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            raise ChipFileError(
+                f"{where}: {name}: expected a tensor of shape {shapes[0]}, got {got}"
+            )
+    for name in ("adc_gain", "adc_offset_lsb"):
+        value = state.get(name)
+        if value is not None and (
+            not isinstance(value, torch.Tensor) or tuple(value.shape) != (tiles, 1, out_f)
+        ):
+            raise ChipFileError(f"{where}: {name}: expected None or shape {(tiles, 1, out_f)}")
+    for name in ("g_prog_us", "nu", "w_max", "baseline", "out_range"):
         if not bool(torch.isfinite(state[name]).all()):
             raise ChipFileError(f"{where}: {name}: expected finite values")
     for name in ("chip_seed", "layer", "write_epoch"):

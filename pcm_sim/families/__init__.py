@@ -11,6 +11,8 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from pcm_sim.recipes import RecipeSchema
+
 __all__ = ["FAMILIES", "Family", "Metric"]
 
 ProgressFn = Callable[[str], None]
@@ -25,6 +27,8 @@ class Family(Protocol):
 
     metric: str
     higher_is_better: bool
+    schema: RecipeSchema
+    """Fields of the recipe's ``model``, ``data`` and ``training`` (see :mod:`pcm_sim.recipes`)."""
 
     def build(self, recipe: dict[str, Any]) -> nn.Module:
         """A fresh model for the recipe (its synapses are AnalogLinear/AnalogConv2d)."""

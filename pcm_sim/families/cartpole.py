@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from pcm_sim.families import ProgressFn
 from pcm_sim.nn.analog import enable_hwa
 from pcm_sim.nn.coarse_lif import CoarseLIFMLP
+from pcm_sim.recipes import HWA_TRAINING, Field, RecipeSchema
 
 __all__ = ["CartPoleFamily", "encode_state", "lqr_gain", "rollout"]
 
@@ -45,6 +46,33 @@ POLE_HALF_LENGTH = 0.5
 """m, gymnasium CartPole-v1 (``length`` is half the pole's length)."""
 MAX_RETURN = 500.0
 """CartPole-v1 truncates episodes at 500 steps."""
+CARTPOLE_SCHEMA: RecipeSchema = {
+    "model": {
+        "sizes": Field("ints", 1, 100_000, required=True, length=(2, 16), first=9, last=2),
+        "tau": Field("float", 0.0, 1e4, above=True),
+        "beta": Field("float", 0.0, 1e3, above=True),
+        "readout_scale": Field("float", 0.0, 1e3, above=True),
+    },
+    "data": {  # one positive number per state variable (x, x_dot, theta, theta_dot)
+        "steps": Field("int", 1, 10_000, required=True),
+        "state_scale": Field("floats", 0.0, 1e6, required=True, above=True, length=(4, 4)),
+        "train_box": Field("floats", 0.0, 1e6, required=True, above=True, length=(4, 4)),
+        "lqr_q": Field("floats", 0.0, 1e6, above=True, length=(4, 4)),
+        "episodes": Field("int", 1, 100_000),
+        "eval_seed": Field("int", 0, 2**31 - 1),
+    },
+    "training": {
+        "box_samples": Field("int", 1, 10**8, required=True),
+        "dagger_iterations": Field("int", 0, 10_000, required=True),
+        "dagger_beta": Field("float", 0.0, 1.0),
+        "episodes_per_iteration": Field("int", 1, 100_000, required=True),
+        "epochs_per_iteration": Field("int", 1, 100_000, required=True),
+        "batch_size": Field("int", 1, 1_000_000, required=True),
+        "lr": Field("float", 0.0, 10.0, required=True, above=True),
+        "seed": Field("int", 0, 2**63 - 1),
+        **HWA_TRAINING,
+    },
+}
 
 
 def lqr_gain(q: tuple[float, float, float, float] = (1.0, 1.0, 10.0, 1.0)) -> np.ndarray:
@@ -121,6 +149,7 @@ class CartPoleFamily:
 
     metric = "return"
     higher_is_better = True
+    schema = CARTPOLE_SCHEMA
 
     def build(self, recipe: dict[str, Any]) -> nn.Module:
         m = recipe["model"]

@@ -28,12 +28,37 @@ from pcm_sim.families import ProgressFn
 from pcm_sim.functional.lif import ContinuousLIFParams, refine_spike_train
 from pcm_sim.nn.analog import enable_hwa
 from pcm_sim.nn.coarse_lif import CoarseLIFConvNet
+from pcm_sim.recipes import COMMON_TRAINING, FASHION_DATA, HWA_TRAINING, Field, RecipeSchema
 from pcm_sim.seeds import timing_generator
 from pcm_sim.training.loop import EpochTimer, progress
 
 __all__ = ["CoarseLIFFashionFamily", "image_spikes"]
 
 IMAGE_SHAPE = (1, 28, 28)
+COARSE_LIF_SCHEMA: RecipeSchema = {
+    "model": {
+        "channels": Field("ints", 1, 4096, length=(2, 2)),
+        "hidden": Field("int", 1, 100_000),
+        "classes": Field("int", 10, 10),
+        "tau": Field("float", 0.0, 1e4, above=True),
+        "beta": Field("float", 0.0, 1e3, above=True),
+        "readout_scale": Field("float", 0.0, 1e3, above=True),
+        "refractory_s": Field("float", 0.0, 1e3),
+        "synapse_tau_s": Field("float", 0.0, 1e3),
+        "settle_s": Field("float", 0.0, 1e4),
+    },
+    "data": {
+        **FASHION_DATA,
+        "steps": Field("int", 1, 10_000, required=True),
+        "dt_s": Field("float", 0.0, 1.0, above=True),
+        "input_jitter": Field("float", 0.0, 1.0),
+    },
+    "training": {
+        **COMMON_TRAINING,
+        **HWA_TRAINING,
+        "train_limit": Field("int", 1, 10**9, nullable=True),
+    },
+}
 
 
 def image_spikes(images: Tensor, steps: int, generator: torch.Generator) -> Tensor:
@@ -47,6 +72,7 @@ class CoarseLIFFashionFamily:
 
     metric = "accuracy"
     higher_is_better = True
+    schema = COARSE_LIF_SCHEMA
 
     def build(self, recipe: dict[str, Any]) -> nn.Module:
         m = recipe["model"]

@@ -19,9 +19,23 @@ from torch import Tensor, nn
 from pcm_sim.data.fashion_mnist import load_fashion_mnist
 from pcm_sim.families import ProgressFn
 from pcm_sim.nn.dsn import DeepSpikingNetwork
+from pcm_sim.recipes import COMMON_TRAINING, FASHION_DATA, Field, RecipeSchema
 from pcm_sim.training.loop import EpochTimer, progress
 
 __all__ = ["DSNFashionFamily", "fit_dsn_epoch"]
+
+DSN_SCHEMA: RecipeSchema = {
+    "model": {
+        "sizes": Field("ints", 1, 100_000, required=True, length=(2, 16), first=784, last=10),
+        "steps": Field("int", 1, 10_000),
+        "error_scale": Field("float", 0.0, 1e6, above=True),
+    },
+    "data": FASHION_DATA,
+    "training": {  # no hardware-aware noise: the updates are spike counts
+        **COMMON_TRAINING,
+        "train_limit": Field("int", 1, 10**9, nullable=True),
+    },
+}
 
 
 def fit_dsn_epoch(
@@ -57,6 +71,7 @@ class DSNFashionFamily:
 
     metric = "accuracy"
     higher_is_better = True
+    schema = DSN_SCHEMA
 
     def build(self, recipe: dict[str, Any]) -> nn.Module:
         m = recipe["model"]

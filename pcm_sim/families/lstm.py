@@ -8,9 +8,25 @@ import torch
 from torch import Tensor, nn
 
 from pcm_sim.families import ProgressFn
-from pcm_sim.families.snu import evaluate_sequence_model, fit_sequence_model
+from pcm_sim.families.snu import (
+    CHORALE_DATA,
+    CHORALE_KEYS,
+    evaluate_sequence_model,
+    fit_sequence_model,
+)
+from pcm_sim.recipes import COMMON_TRAINING, Field, RecipeSchema
 
 __all__ = ["LSTMChoralesFamily", "LSTMSequence"]
+
+LSTM_SCHEMA: RecipeSchema = {
+    "model": {
+        "keys": CHORALE_KEYS,
+        "hidden": Field("int", 1, 100_000, required=True),
+        "output_bias": Field("float", -100.0, 100.0),
+    },
+    "data": CHORALE_DATA,
+    "training": COMMON_TRAINING,  # software only: no hardware-aware noise
+}
 
 
 class LSTMSequence(nn.Module):
@@ -34,6 +50,7 @@ class LSTMChoralesFamily:
 
     metric = "nll"
     higher_is_better = False
+    schema = LSTM_SCHEMA
 
     def build(self, recipe: dict[str, Any]) -> nn.Module:
         m = recipe["model"]

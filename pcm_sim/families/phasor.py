@@ -38,13 +38,53 @@ from pcm_sim.functional.phasor import (
 )
 from pcm_sim.nn.analog import deploy, drift_to, enable_hwa
 from pcm_sim.nn.phasor import PhasorConv2d, PhasorLinear, SpikeTrain
-from pcm_sim.recipes import load_recipe
+from pcm_sim.recipes import (
+    COMMON_TRAINING,
+    FASHION_DATA,
+    HWA_TRAINING,
+    Field,
+    RecipeSchema,
+    load_recipe,
+)
 from pcm_sim.training.loop import EpochTimer, progress
 
 __all__ = ["PhasorFashionFamily", "PhasorNet", "phasor_spiking_bench", "spiking_settings"]
 
 IMAGE_SHAPE = (1, 28, 28)
 EVAL_BATCH = 1000
+PHASOR_SCHEMA: RecipeSchema = {
+    "model": {
+        "conv": Field(
+            "sections",
+            length=(0, 8),
+            fields={
+                "channels": Field("int", 1, 4096, required=True),
+                "kernel": Field("int", 1, 28, required=True),
+                "padding": Field("int", 0, 28),
+                "pool": Field("int", 1, 28),
+            },
+        ),
+        "hidden": Field("ints", 1, 100_000, length=(0, 16)),
+        "classes": Field("int", 10, 10, required=True),
+        "spiking": Field(
+            "section",
+            fields={
+                "steps_per_cycle": Field("int", 8, 100_000),
+                "cycles": Field("int", 1, 10_000),
+                "batch_size": Field("int", 1, 1_000_000),
+                "leakage": Field("float", -100.0, 0.0),
+                "threshold": Field("float", 0.0, 100.0),
+                "refractory": Field("float", 0.0, 0.999),
+            },
+        ),
+    },
+    "data": FASHION_DATA,
+    "training": {
+        **COMMON_TRAINING,
+        **HWA_TRAINING,
+        "train_limit": Field("int", 1, 10**9, nullable=True),
+    },
+}
 
 
 class PhasorNet(nn.Module):
@@ -129,6 +169,7 @@ class PhasorFashionFamily:
     metric = "accuracy"
     higher_is_better = True
     modes = ("default", "atemporal", "spiking")
+    schema = PHASOR_SCHEMA
 
     def build(self, recipe: dict[str, Any]) -> nn.Module:
         m = recipe["model"]

@@ -22,9 +22,57 @@ from pcm_sim.data.fashion_mnist import load_fashion_mnist
 from pcm_sim.families import ProgressFn
 from pcm_sim.nn.analog import enable_hwa
 from pcm_sim.nn.snu import SNULayer
+from pcm_sim.recipes import COMMON_TRAINING, FASHION_DATA, HWA_TRAINING, Field, RecipeSchema
 from pcm_sim.training.loop import EpochTimer, progress
 
-__all__ = ["SNUChoralesFamily", "SNUClassifier", "SNUFashionFamily", "SSNUSequence"]
+__all__ = [
+    "CHORALE_DATA",
+    "SNUChoralesFamily",
+    "SNUClassifier",
+    "SNUFashionFamily",
+    "SSNUSequence",
+]
+
+SNU_HWA_TRAINING = {
+    **HWA_TRAINING,
+    "hwa_output_noise": Field("bool"),
+    "hwa_scale_gradient": Field("bool"),
+}
+FASHION_SCHEMA: RecipeSchema = {
+    "model": {
+        "sizes": Field("ints", 1, 100_000, required=True, length=(2, 16), first=784, last=10),
+        "decay": Field("float", 0.0, 1.0),
+        "threshold_init": Field("float", -100.0, 100.0),
+    },
+    "data": {**FASHION_DATA, "steps": Field("int", 1, 10_000, required=True)},
+    "training": {
+        **COMMON_TRAINING,
+        **SNU_HWA_TRAINING,
+        "train_limit": Field("int", 1, 10**9, nullable=True),
+    },
+}
+CHORALE_DATA = {
+    "dataset": Field("str", choices=("bach_chorales",)),
+    "cache_dir": Field("path", nullable=True),
+    "max_pieces": Field("int", 1, 100_000, nullable=True),
+}
+"""Bach chorales from music21's corpus, cached in ``cache_dir``."""
+CHORALE_KEYS = Field("int", 88, 88)
+"""Piano-roll width of the chorale data (88 keys)."""
+SSNU_SCHEMA: RecipeSchema = {
+    "model": {
+        "keys": CHORALE_KEYS,
+        "hidden": Field("int", 1, 100_000, required=True),
+        "decay": Field("float", 0.0, 1.0),
+        "output_bias": Field("float", -100.0, 100.0),
+        "hidden_leak": Field("float", 0.0, 1.0),
+        "output_leak": Field("float", 0.0, 1.0),
+        "trainable_decay": Field("bool"),
+        "recurrent": Field("bool"),
+    },
+    "data": CHORALE_DATA,
+    "training": {**COMMON_TRAINING, **SNU_HWA_TRAINING},
+}
 
 
 class SNUClassifier(nn.Module):
@@ -125,6 +173,7 @@ class SNUFashionFamily:
 
     metric = "accuracy"
     higher_is_better = True
+    schema = FASHION_SCHEMA
 
     def build(self, recipe: dict[str, Any]) -> nn.Module:
         m = recipe["model"]
@@ -255,6 +304,7 @@ class SNUChoralesFamily:
 
     metric = "nll"
     higher_is_better = False
+    schema = SSNU_SCHEMA
 
     def build(self, recipe: dict[str, Any]) -> nn.Module:
         m = recipe["model"]

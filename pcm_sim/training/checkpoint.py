@@ -1,13 +1,22 @@
 """Checkpoints: a trained model's weights with its resolved recipe and training profile.
 
-A checkpoint is a ``torch.save`` dict: ``format`` (``pcm-sim-checkpoint/1``), ``recipe``,
-``hwa_profile`` (the resolved profile dict used for hardware-aware training, or ``None``),
-``state_dict``, ``history`` and ``software`` (the software test metric).
+A checkpoint is a ``torch.save`` dict of tensors and plain data: ``format`` (:data:`FORMAT`),
+``recipe``, ``hwa_profile`` (the resolved profile dict used for hardware-aware training, or
+``None``), ``state_dict``, ``history`` and ``software`` (the software test metric).
+
+Loading runs no code: the file is read with ``torch.load(..., weights_only=True)``, which
+unpickles only tensors and plain containers and refuses anything else (a pickled callable) before
+it is called.  Format ``pcm-sim-checkpoint/1`` files were read with full unpickling; they are
+refused with one line that says to retrain.  Then the required keys (:data:`REQUIRED_KEYS`) and
+their types are checked, the recipe is validated against its family's schema, and the weights
+must fit the model the recipe builds.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -23,7 +32,8 @@ from pcm_sim.seeds import input_generator
 
 __all__ = ["CheckpointError", "load_checkpoint", "save_checkpoint", "train_recipe"]
 
-FORMAT = "pcm-sim-checkpoint/1"
+FORMAT = "pcm-sim-checkpoint/2"
+REQUIRED_KEYS = ("recipe", "state_dict", "software")
 
 
 class CheckpointError(ValueError):
@@ -33,25 +43,79 @@ class CheckpointError(ValueError):
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     """Write atomically (temp file + rename), so an interrupted save loses nothing."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
-    torch.save({"format": FORMAT, **payload}, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save({"format": FORMAT, **payload}, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _read_payload(path: Path) -> dict[str, Any]:
+    """The checkpoint dict, read without running code; format and required keys checked."""
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a directory, expected a checkpoint file")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file (pcm-sim train writes one)")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        code = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        if code:
+            raise CheckpointError(
+                f"{path}: refused: the file holds pickled code ({code.group(1)}) and loading "
+                f"never runs code; expected a {FORMAT} checkpoint of tensors and plain data"
+            ) from None
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint (not a torch.save file of tensors and plain "
+            f"data); expected a {FORMAT} file"
+        ) from None
+    except Exception as exc:
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint ({type(exc).__name__}); expected a {FORMAT} file"
+        ) from None
+    found = payload.get("format") if isinstance(payload, dict) else None
+    if found != FORMAT:
+        if isinstance(found, str) and found.startswith("pcm-sim-checkpoint/"):
+            raise CheckpointError(
+                f"{path}: checkpoint format {found}, expected {FORMAT}; "
+                "retrain it with pcm-sim train (older checkpoints needed unsafe unpickling)"
+            )
+        kind = type(payload).__name__ if not isinstance(payload, dict) else "a dict"
+        shown = f"format {found!r}" if found is not None else f"{kind} without a format"
+        raise CheckpointError(
+            f"{path}: not a pcm-sim checkpoint ({shown}), expected format {FORMAT}"
+        )
+    for key in REQUIRED_KEYS:
+        if key not in payload:
+            raise CheckpointError(f"{path}: missing key {key!r} (a {FORMAT} checkpoint has it)")
+    if not isinstance(payload["state_dict"], dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in payload["state_dict"].items()
+    ):
+        raise CheckpointError(f"{path}: state_dict: expected a mapping of names to tensors")
+    software = payload["software"]
+    if not isinstance(software, dict) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in software.values()
+    ):
+        raise CheckpointError(f"{path}: software: expected a mapping of metric names to numbers")
+    return payload
 
 
 def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the model of a checkpoint; returns ``(model, payload)``."""
+    """Rebuild the model of a checkpoint; returns ``(model, payload)``.
+
+    Raises :class:`CheckpointError` (or :class:`~pcm_sim.recipes.RecipeError` for a recipe
+    that does not fit its family's schema), one line naming the file and what was expected.
+    """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__})") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a pcm-sim checkpoint (expected format {FORMAT})")
-    recipe = validate_recipe(payload["recipe"], str(path))
-    model = FAMILIES[recipe["family"]].build(recipe)
+    payload = _read_payload(path)
+    recipe = validate_recipe(payload["recipe"], f"{path}: recipe")
+    family = FAMILIES[recipe["family"]]
+    if family.metric not in payload["software"]:
+        raise CheckpointError(f"{path}: software: missing the {family.metric!r} score")
+    model = family.build(recipe)
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as exc:
@@ -75,6 +139,7 @@ def train_recipe(
     recipe = load_recipe(recipe_name)
     recipe["training"].update(overrides or {})
     recipe["data"].update(data_overrides or {})
+    recipe = validate_recipe(recipe, f"{recipe['name']} (with overrides)")
     family = FAMILIES[recipe["family"]]
     seed = int(recipe["training"].get("seed", 0))
     torch.manual_seed(seed)  # parameter initialisation of torch modules

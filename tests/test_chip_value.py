@@ -15,7 +15,8 @@ from torch import nn
 import pcm_sim
 from pcm_sim.cli import main
 from pcm_sim.nn.chips import ChipFileError
-from pcm_sim.studies.sweep import expand_cells, parse_sweep, resolve_models, run_cell
+from pcm_sim.studies.cells import expand_cells, resolve_models, run_cell
+from pcm_sim.studies.sweep import parse_sweep
 from pcm_sim.training.checkpoint import train_recipe
 
 ONE_DAY = 86_400.0

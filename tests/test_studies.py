@@ -89,11 +89,11 @@ def cell_rows(db: Path) -> dict[str, tuple[Any, ...]]:
 
 
 def test_cell_key_is_sha256_of_canonical_json() -> None:
-    parts = {"checkpoint_sha256": "ab", "profile": {"b": 1, "a": 2}, "t_s": 60.0, "seed": 3,
+    parts = {"checkpoint_sha256": "ab", "producer": {"b": 1, "a": 2}, "t_s": 60.0, "seed": 3,
              "evaluation": {"mode": "default", "limit": None, "input_seed": 1}}  # fmt: skip
     text = (
         '{"checkpoint_sha256":"ab","evaluation":{"input_seed":1,"limit":null,"mode":"default"},'
-        '"profile":{"a":2,"b":1},"seed":3,"t_s":60.0}'
+        '"producer":{"a":2,"b":1},"seed":3,"t_s":60.0}'
     )
     assert canonical_json(parts) == text
     assert cell_key(parts) == hashlib.sha256(text.encode()).hexdigest()

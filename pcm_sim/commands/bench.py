@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
+
+from pcm_sim.commands.args import output_file
+from pcm_sim.studies.outputs import write_text_atomic
 
 __all__ = ["register"]
 
@@ -13,7 +15,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``bench`` command."""
     parser = sub.add_parser("bench", help="crossbar vs matmul vs aihwkit speed benchmark")
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
-    parser.add_argument("--json", default=None, help="write the figures as JSON")
+    parser.add_argument("--json", type=output_file, default=None, help="write the figures as JSON")
     parser.set_defaults(handler=_bench)
 
 
@@ -22,7 +24,6 @@ def _bench(args: argparse.Namespace) -> int:
 
     result = run_benchmarks(quick=args.quick)
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2))
+        write_text_atomic(args.json, json.dumps(result, indent=2))
         print(f"wrote {args.json}")
     return 0

@@ -14,6 +14,17 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from pcm_sim.commands.args import (
+    existing_dir,
+    fraction,
+    nonnegative_int,
+    output_file,
+    positive_float,
+    positive_int,
+    time_value,
+)
+from pcm_sim.studies.outputs import write_text_atomic
+
 __all__ = ["register"]
 
 LABELS = {"open": "open loop", "verify": "program-and-verify", "hil": "verify + HIL"}
@@ -31,34 +42,44 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("checkpoint")
     p.add_argument("--profile", default="pcm_nandakumar2019")
     p.add_argument("--method", choices=["verify", "hil"], default="verify")
-    p.add_argument("--t", default="1d", help="time after programming, e.g. 1h 1d 1y (default 1d)")
-    p.add_argument("--chips", type=int, default=1, help="chips (seeds seed..seed+chips-1)")
-    p.add_argument("--seed", type=int, default=0, help="first chip seed")
+    p.add_argument(
+        "--t", default="1d", type=time_value, help="time after programming, e.g. 1h 1d 1y"
+    )
+    p.add_argument("--chips", type=positive_int, default=1, help="chips (seeds seed..seed+chips-1)")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="first chip seed")
     p.add_argument(
         "--tolerance",
-        type=float,
+        type=fraction,
         default=DEFAULT_TOLERANCE_GMAX,
         help="verify tolerance as a fraction of g_max",
     )
     p.add_argument(
         "--max-iterations",
-        type=int,
+        type=nonnegative_int,
         default=DEFAULT_MAX_ITERATIONS,
         help="verify: maximum re-writes per device",
     )
-    p.add_argument("--steps", type=int, default=defaults.steps, help="HIL optimizer steps")
-    p.add_argument("--lr", type=float, default=defaults.lr, help="HIL learning rate (SGD)")
+    p.add_argument("--steps", type=positive_int, default=defaults.steps, help="HIL optimizer steps")
+    p.add_argument("--lr", type=positive_float, default=defaults.lr, help="HIL learning rate (SGD)")
     p.add_argument(
         "--granularity",
-        type=float,
+        type=fraction,
         default=defaults.granularity_gmax,
         help="HIL transfer granularity as a fraction of w_max",
     )
-    p.add_argument("--limit", type=int, default=None, help="score on the first N test samples")
-    p.add_argument("--data-dir", default=None, help="directory of the Fashion-MNIST IDX files")
-    p.add_argument("--json", default=None, help="write the results as JSON")
+    p.add_argument(
+        "--limit", type=positive_int, default=None, help="score on the first N test samples"
+    )
+    p.add_argument(
+        "--data-dir",
+        type=existing_dir,
+        default=None,
+        help="directory of the Fashion-MNIST IDX files",
+    )
+    p.add_argument("--json", type=output_file, default=None, help="write the results as JSON")
     p.add_argument(
         "--save-chip",
+        type=output_file,
         default=None,
         help="save the corrected chip (of --method) to this file; with several chips, "
         "one file per chip seed (FILE_seedN.pt)",
@@ -71,15 +92,12 @@ def _chip_path(path: str | None, seed: int, chips: int) -> Path | None:
     if path is None:
         return None
     target = Path(path)
-    if target.is_dir():
-        raise ValueError(f"--save-chip: {target} is a directory, expected a file path")
     if chips == 1:
         return target
     return target.with_name(f"{target.stem}_seed{seed}{target.suffix or '.pt'}")
 
 
 def _correct(args: argparse.Namespace) -> int:
-    from pcm_sim.evaluation import parse_time
     from pcm_sim.families import FAMILIES
     from pcm_sim.profiles import load_profile
     from pcm_sim.seeds import input_generator
@@ -91,9 +109,7 @@ def _correct(args: argparse.Namespace) -> int:
         task_for_recipe,
     )
 
-    if args.chips < 1:
-        raise ValueError(f"--chips: expected >= 1, got {args.chips}")
-    t_s = parse_time(args.t)
+    t_s: float = args.t
     profile = load_profile(args.profile)
     model, payload = load_checkpoint(args.checkpoint)
     recipe = payload["recipe"]
@@ -136,7 +152,7 @@ def _correct(args: argparse.Namespace) -> int:
     if args.limit:  # score the software model on the same subset as the chips
         subset = family.evaluate(model, recipe, input_generator(), limit=args.limit)
         software = subset[family.metric]
-    print(f"{recipe['name']} on {profile.name} at t = {args.t} ({args.chips} chip(s))")
+    print(f"{recipe['name']} on {profile.name} at t = {t_s:g} s ({args.chips} chip(s))")
     print(f"  {'software':<20s} {family.metric} {software:.4f}")
     summary = {}
     for name, rows in runs.items():
@@ -154,8 +170,6 @@ def _correct(args: argparse.Namespace) -> int:
             f"   pulses/device {pulses:.3f} (max {pulses_max})"
         )
     if args.json:
-        out = Path(args.json)
-        out.parent.mkdir(parents=True, exist_ok=True)
         result = {
             "checkpoint": str(args.checkpoint),
             "recipe": recipe["name"],
@@ -167,8 +181,8 @@ def _correct(args: argparse.Namespace) -> int:
             "summary": summary,
             "runs": runs,
         }
-        out.write_text(json.dumps(result, indent=2))
-        print(f"wrote {out}")
+        write_text_atomic(args.json, json.dumps(result, indent=2))
+        print(f"wrote {args.json}")
     for chip in range(args.seed, args.seed + args.chips):
         saved = _chip_path(args.save_chip, chip, args.chips)
         if saved is not None:

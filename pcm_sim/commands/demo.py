@@ -16,8 +16,10 @@ from typing import Any
 
 import torch
 
+from pcm_sim.commands.args import existing_dir, output_dir, positive_int
 from pcm_sim.evaluation import DEFAULT_TIMES, evaluate_on_chips
 from pcm_sim.profiles import load_profile
+from pcm_sim.studies.outputs import atomic_output, write_text_atomic
 from pcm_sim.training.checkpoint import load_checkpoint, train_recipe
 
 __all__ = ["register"]
@@ -26,11 +28,13 @@ __all__ = ["register"]
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``demo`` command."""
     parser = sub.add_parser("demo", help="train an SNU, deploy it on PCM, accuracy vs drift time")
-    parser.add_argument("--out", default="runs/demo")
-    parser.add_argument("--epochs", type=int, default=4, help="training epochs (recipe: 8)")
-    parser.add_argument("--chips", type=int, default=5)
+    parser.add_argument("--out", type=output_dir, default="runs/demo")
+    parser.add_argument(
+        "--epochs", type=positive_int, default=4, help="training epochs (recipe: 8)"
+    )
+    parser.add_argument("--chips", type=positive_int, default=5)
     parser.add_argument("--profile", default="pcm_nandakumar2019")
-    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--data-dir", type=existing_dir, default=None)
     parser.set_defaults(handler=_demo)
 
 
@@ -59,7 +63,8 @@ def _plot(report: dict[str, Any], path: Path) -> None:
     ax.legend(loc="lower left", fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
 
 
@@ -103,8 +108,7 @@ def _demo(args: argparse.Namespace) -> int:
             f"{comp['label']:>8s}  {comp['mean'] * 100:7.2f} +- {comp['std'] * 100:4.2f}  "
             f"{raw['mean'] * 100:7.2f} +- {raw['std'] * 100:4.2f}"
         )
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(report, indent=2))
+    write_text_atomic(out / "report.json", json.dumps(report, indent=2))
     _plot(report, out / "accuracy_vs_time.png")
     print(f"\nwrote {out / 'report.json'} and {out / 'accuracy_vs_time.png'}")
     return 0

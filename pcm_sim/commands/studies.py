@@ -6,6 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from pcm_sim.commands.args import output_dir, output_file, positive_int
+from pcm_sim.studies.outputs import output_dir_problem, output_file_problem
+
 __all__ = ["register"]
 
 
@@ -15,7 +18,7 @@ def _log(message: str) -> None:
 
 def _add_executor_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--workers", type=int, default=None, help="local worker processes (default 1)"
+        "--workers", type=positive_int, default=None, help="local worker processes (default 1)"
     )
     parser.add_argument(
         "--scheduler",
@@ -30,18 +33,26 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sweep = sub.add_parser(
         "sweep", help="run a sweep file's grid of cells into a SQLite database (resumable)"
     )
-    sweep.add_argument("sweep", help="sweep YAML file (see pcm_sim.studies.sweep)")
+    sweep.add_argument("sweep", help="sweep YAML file (see pcm_sim.studies.sweep_file)")
     sweep.add_argument(
         "--db",
+        type=output_file,
         default=None,
         help="result database (default: the sweep's db, else runs/studies/NAME.sqlite)",
+    )
+    sweep.add_argument(
+        "--status",
+        action="store_true",
+        help="count done, stale and to-do cells; run, train and write nothing",
     )
     _add_executor_args(sweep)
     sweep.set_defaults(handler=_sweep)
 
     plot = sub.add_parser("plot", help="PNG figures and CSV export of a sweep database")
     plot.add_argument("db", help="sweep database")
-    plot.add_argument("--out", default=None, help="output directory (default DB_DIR/DB_STEM)")
+    plot.add_argument(
+        "--out", type=output_dir, default=None, help="output directory (default DB_DIR/DB_STEM)"
+    )
     plot.set_defaults(handler=_plot)
 
     validate = sub.add_parser(
@@ -50,18 +61,27 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     validate.add_argument("checkpoint")
     validate.add_argument("--profile", required=True, help="profile name or YAML path")
     validate.add_argument("--spec", required=True, help="validation spec YAML")
-    validate.add_argument("--out", required=True, help="report directory")
-    validate.add_argument("--chips", type=int, default=None, help="override the spec's chips")
+    validate.add_argument("--out", type=output_dir, required=True, help="report directory")
+    validate.add_argument(
+        "--chips", type=positive_int, default=None, help="override the spec's chips"
+    )
     _add_executor_args(validate)
     validate.set_defaults(handler=_validate)
 
 
 def _sweep(args: argparse.Namespace) -> int:
+    from pcm_sim.cli import BadInputError
     from pcm_sim.studies.executors import make_executor
-    from pcm_sim.studies.sweep import load_sweep, run_sweep
+    from pcm_sim.studies.sweep import load_sweep, run_sweep, sweep_status
 
     sweep = load_sweep(args.sweep)
     db = Path(args.db or sweep.db or f"runs/studies/{sweep.name}.sqlite")
+    problem = output_file_problem(db)
+    if problem:
+        raise BadInputError(f"sweep: database: {problem}")
+    if args.status:
+        print(sweep_status(sweep, db).describe())
+        return 0
     executor = make_executor(args.workers, args.scheduler)
     try:
         summary = run_sweep(sweep, db, executor, progress=not args.no_progress, log=_log)
@@ -70,16 +90,20 @@ def _sweep(args: argparse.Namespace) -> int:
     print(
         f"sweep {summary.name}: {summary.cells} cells ({summary.skipped} already done, "
         f"{summary.ran} run) in {summary.seconds:.1f} s = {summary.cells_per_minute:.1f} cells/min "
-        f"on {summary.executor}; results in {summary.db}"
+        f"on {summary.executor}; {summary.stale} stale cell(s) replaced; results in {summary.db}"
     )
     return 0
 
 
 def _plot(args: argparse.Namespace) -> int:
+    from pcm_sim.cli import BadInputError
     from pcm_sim.studies.plots import plot_database
 
     db = Path(args.db)
     out = Path(args.out) if args.out else db.parent / db.stem
+    problem = output_dir_problem(out)
+    if problem:
+        raise BadInputError(f"plot: output directory: {problem}")
     for path in plot_database(db, out):
         print(path)
     return 0

@@ -6,8 +6,17 @@ import argparse
 import json
 from pathlib import Path
 
-from pcm_sim.evaluation import DEFAULT_TIMES, evaluate_on_chips, evaluate_saved_chip, parse_time
+from pcm_sim.commands.args import (
+    existing_dir,
+    nonnegative_int,
+    output_dir,
+    output_file,
+    positive_int,
+    time_value,
+)
+from pcm_sim.evaluation import DEFAULT_TIMES, evaluate_on_chips, evaluate_saved_chip
 from pcm_sim.seeds import EVAL_INPUT_SEED
+from pcm_sim.studies.outputs import output_dir_problem, write_text_atomic
 from pcm_sim.training.checkpoint import load_checkpoint, train_recipe
 
 __all__ = ["register"]
@@ -17,22 +26,37 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``train`` and ``evaluate`` commands."""
     train = sub.add_parser("train", help="train a model recipe; writes DIR/model.pt")
     train.add_argument("recipe", help="recipe name (see models/) or YAML path")
-    train.add_argument("--out", default=None, help="output directory (default runs/<recipe>)")
-    train.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
     train.add_argument(
-        "--data-dir", default=None, help="directory of IDX files (Fashion-MNIST/MNIST)"
+        "--out", type=output_dir, default=None, help="output directory (default runs/<recipe>)"
+    )
+    train.add_argument(
+        "--epochs", type=positive_int, default=None, help="override the recipe's epochs"
+    )
+    train.add_argument(
+        "--data-dir",
+        type=existing_dir,
+        default=None,
+        help="directory of IDX files (Fashion-MNIST/MNIST)",
     )
     train.set_defaults(handler=_train)
 
     ev = sub.add_parser("evaluate", help="evaluate a checkpoint on simulated chips over drift time")
     ev.add_argument("checkpoint")
     ev.add_argument("--profile", default="pcm_nandakumar2019")
-    ev.add_argument("--times", nargs="+", default=None, help="e.g. 1min 1h 1d 1mo 1y (default)")
-    ev.add_argument("--chips", type=int, default=5, help="chips: seeds SEED .. SEED+CHIPS-1")
-    ev.add_argument("--seed", type=int, default=0, help="first chip seed (default 0)")
+    ev.add_argument(
+        "--times",
+        nargs="+",
+        type=time_value,
+        default=None,
+        help="e.g. 1min 1h 1d 1mo 1y (default)",
+    )
+    ev.add_argument(
+        "--chips", type=positive_int, default=5, help="chips: seeds SEED .. SEED+CHIPS-1"
+    )
+    ev.add_argument("--seed", type=nonnegative_int, default=0, help="first chip seed (default 0)")
     ev.add_argument(
         "--input-seed",
-        type=int,
+        type=nonnegative_int,
         default=EVAL_INPUT_SEED,
         help=f"input-encoding seed (default {EVAL_INPUT_SEED}, as sweeps and validate)",
     )
@@ -41,18 +65,24 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     ev.add_argument("--mode", default="default", help="execution mode (e.g. atemporal|spiking)")
     ev.add_argument("--backend", choices=["pcm-sim", "aihwkit"], default=None)
-    ev.add_argument("--limit", type=int, default=None, help="evaluate on the first N test samples")
-    ev.add_argument("--data-dir", default=None)
-    ev.add_argument("--json", default=None, help="write the results as JSON")
+    ev.add_argument(
+        "--limit", type=positive_int, default=None, help="evaluate on the first N test samples"
+    )
+    ev.add_argument("--data-dir", type=existing_dir, default=None)
+    ev.add_argument("--json", type=output_file, default=None, help="write the results as JSON")
     ev.set_defaults(handler=_evaluate)
 
 
 def _train(args: argparse.Namespace) -> int:
+    from pcm_sim.cli import BadInputError
     from pcm_sim.recipes import load_recipe
 
     recipe = load_recipe(args.recipe)
     out = Path(args.out or f"runs/{recipe['name']}")
-    overrides = {"epochs": args.epochs} if args.epochs else {}
+    problem = output_dir_problem(out)
+    if problem:
+        raise BadInputError(f"train: output directory: {problem}")
+    overrides = {"epochs": args.epochs} if args.epochs is not None else {}
     data_overrides = {"data_dir": args.data_dir} if args.data_dir else {}
     path = train_recipe(args.recipe, out, overrides, data_overrides=data_overrides)
     print(f"checkpoint: {path}")
@@ -60,13 +90,11 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    if args.chips < 1:
-        raise ValueError(f"--chips: expected >= 1, got {args.chips}")
     model, payload = load_checkpoint(args.checkpoint)
     recipe = payload["recipe"]
     if args.data_dir:
         recipe["data"]["data_dir"] = args.data_dir
-    times = [parse_time(t) for t in args.times] if args.times else list(DEFAULT_TIMES)
+    times = args.times or list(DEFAULT_TIMES)
     if args.chip:
         result = evaluate_saved_chip(
             model, recipe, args.chip, times, args.mode, args.limit, args.input_seed
@@ -91,6 +119,5 @@ def _evaluate(args: argparse.Namespace) -> int:
     for row in result["rows"]:
         print(f"  {row['label']:>8s}: {row['mean']:.4f} +- {row['std']:.4f}")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2))
+        write_text_atomic(args.json, json.dumps(result, indent=2))
     return 0

@@ -11,6 +11,8 @@
 * ``cells.csv`` (one row per cell) and ``summary.csv`` (mean, std, min, max over chips per
   model, profile, override combination and time), with one column per knob.
 
+Every file is written atomically (:mod:`pcm_sim.studies.outputs`).
+
 Matplotlib is used through :class:`matplotlib.figure.Figure` (no pyplot state, no display).
 """
 
@@ -30,6 +32,7 @@ from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from pcm_sim.studies.outputs import atomic_output
 from pcm_sim.studies.store import ResultStore, canonical_json
 
 __all__ = [
@@ -173,7 +176,8 @@ def plot_drift(rows: Sequence[dict[str, Any]], out_dir: Path) -> list[Path]:
             ax.legend(fontsize=8)
         fig.suptitle(f"{model}: {mine[0]['metric']} vs drift time")
         path = out_dir / f"drift_{_slug(model)}.png"
-        fig.savefig(path, dpi=120)
+        with atomic_output(path) as tmp:
+            fig.savefig(tmp, dpi=120, format="png")
         paths.append(path)
     return paths
 
@@ -233,7 +237,8 @@ def plot_robustness(rows: Sequence[dict[str, Any]], out_dir: Path) -> list[Path]
             continue
         fig.suptitle(f"robustness to {knob}")
         path = out_dir / f"robustness_{_slug(knob)}.png"
-        fig.savefig(path, dpi=120)
+        with atomic_output(path) as tmp:
+            fig.savefig(tmp, dpi=120, format="png")
         paths.append(path)
     return paths
 
@@ -242,7 +247,7 @@ def export_csv(rows: Sequence[dict[str, Any]], out_dir: Path) -> list[Path]:
     """``cells.csv`` and ``summary.csv`` (see the module docstring)."""
     knobs = _knobs(rows)
     cells_path = out_dir / "cells.csv"
-    with cells_path.open("w", newline="") as fh:
+    with atomic_output(cells_path) as tmp, tmp.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(
             [
@@ -283,7 +288,7 @@ def export_csv(rows: Sequence[dict[str, Any]], out_dir: Path) -> list[Path]:
     for r in rows:
         groups[(r["model"], r["profile"], canonical_json(r["overrides"]), r["t_s"])].append(r)
     summary_path = out_dir / "summary.csv"
-    with summary_path.open("w", newline="") as fh:
+    with atomic_output(summary_path) as tmp, tmp.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(
             [

@@ -1,10 +1,13 @@
 """SQLite result store of a sweep: one row per finished cell, written atomically.
 
 A cell's *key* is ``sha256`` of the canonical JSON (sorted keys, no whitespace) of the parts of
-its resolved configuration that determine the result: the checkpoint's content hash, the fully
-resolved device profile, the drift time, the chip seed and the evaluation settings.  The same
-cell therefore has the same key in every run, on every machine, whatever the checkpoint path or
-the sweep's name; a re-run skips every key already stored.
+its resolved configuration that determine the result: the checkpoint's content hash, what
+produced the value (the pcm-sim version, the cell code version and the hashes of the fully
+resolved device profile and of the recipe; see :func:`pcm_sim.studies.cells.producer`), the
+drift time, the chip seed and the evaluation settings.  The same cell therefore has the same key
+in every run, on every machine, whatever the checkpoint path or the sweep's name; a re-run skips
+every key already stored, and recomputes a cell whose code, profile or recipe has changed
+(:meth:`ResultStore.add` then replaces the stale row in the same transaction).
 
 Each row is inserted in its own transaction (SQLite rollback journal, ``synchronous=FULL``), so a
 process killed at any instant leaves either the whole row or nothing, and ``key`` is the primary
@@ -29,7 +32,7 @@ import datetime
 import hashlib
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +40,7 @@ __all__ = ["FORMAT", "ResultStore", "StoreError", "canonical_json", "cell_key"]
 
 FORMAT = "pcm-sim-sweep-db/1"
 SQLITE_MAGIC = b"SQLite format 3\x00"
-KEY_FIELDS = ("checkpoint_sha256", "profile", "t_s", "seed", "evaluation")
+KEY_FIELDS = ("checkpoint_sha256", "producer", "t_s", "seed", "evaluation")
 CELL_COLUMNS = (
     "key",
     "sweep",
@@ -191,11 +194,19 @@ class ResultStore:
         """Keys of every stored cell."""
         return {r[0] for r in self.conn.execute("SELECT key FROM cells")}
 
-    def add(self, config: dict[str, Any], result: dict[str, Any]) -> bool:
+    def configs(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """``(key, config)`` of every stored cell, ``config`` decoded."""
+        for key, config in self.conn.execute("SELECT key, config FROM cells ORDER BY rowid"):
+            yield key, json.loads(config)
+
+    def add(
+        self, config: dict[str, Any], result: dict[str, Any], replaces: Sequence[str] = ()
+    ) -> bool:
         """Store one finished cell in its own transaction; False if its key was already stored.
 
-        ``config`` is the cell configuration built by :func:`pcm_sim.studies.sweep.expand_cells`,
-        ``result`` what :func:`pcm_sim.studies.sweep.run_cell` returned for it.
+        ``config`` is the cell configuration built by :func:`pcm_sim.studies.cells.expand_cells`,
+        ``result`` what :func:`pcm_sim.studies.cells.run_cell` returned for it; the rows of
+        ``replaces`` (stale versions of the cell) are deleted in the same transaction.
         """
         if result["key"] != config["key"]:
             raise ValueError(f"result of cell {result['key']} stored for cell {config['key']}")
@@ -214,11 +225,18 @@ class ResultStore:
             canonical_json(result),
             now,
         )
-        cursor = self.conn.execute(
-            f"INSERT OR IGNORE INTO cells({', '.join(CELL_COLUMNS)}) "
-            f"VALUES ({', '.join('?' * len(CELL_COLUMNS))})",
-            row,
-        )  # autocommit mode: this statement is one atomic transaction
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.conn.executemany("DELETE FROM cells WHERE key = ?", [(k,) for k in replaces])
+            cursor = self.conn.execute(
+                f"INSERT OR IGNORE INTO cells({', '.join(CELL_COLUMNS)}) "
+                f"VALUES ({', '.join('?' * len(CELL_COLUMNS))})",
+                row,
+            )
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
         return cursor.rowcount == 1
 
     def rows(self) -> Iterator[dict[str, Any]]:

@@ -1,0 +1,111 @@
+"""Argument types of the command line: each checks one value and says what it expected.
+
+Used as ``type=`` of argparse arguments, so a bad value is refused while the command line is
+parsed, before any work starts, as one line: ``argument --limit: expected an integer >= 1, got
+'-5'`` (see :class:`pcm_sim.cli.OneLineParser`).  Output paths are checked too (a directory where
+a file is expected, an ancestor that is a file, no write permission); the files themselves are
+written atomically (:mod:`pcm_sim.studies.outputs`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+from pcm_sim.studies.outputs import output_dir_problem, output_file_problem
+
+__all__ = [
+    "existing_dir",
+    "fraction",
+    "nonnegative_int",
+    "output_dir",
+    "output_file",
+    "positive_float",
+    "positive_int",
+    "time_value",
+]
+
+
+def _integer(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}")
+        return value
+
+    return parse
+
+
+positive_int = _integer(1)
+"""An integer >= 1 (counts: chips, samples, epochs, steps, workers)."""
+nonnegative_int = _integer(0)
+"""An integer >= 0 (seeds, iteration limits)."""
+
+
+def _finite(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0 (learning rates)."""
+    value = _finite(text)
+    if value is None or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """A number in (0, 1] (tolerances and step sizes as fractions of a full scale)."""
+    value = _finite(text)
+    if value is None or not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1], got {text!r}")
+    return value
+
+
+def time_value(text: str) -> float:
+    """A finite time >= 0 in seconds, or a number with s|min|h|d|mo|y (``1d``)."""
+    from pcm_sim.evaluation import parse_time
+
+    try:
+        value = parse_time(text)
+    except ValueError:
+        value = -1.0
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(
+            f"expected a time >= 0 in seconds or with s|min|h|d|mo|y (e.g. 1d), got {text!r}"
+        )
+    return value
+
+
+def existing_dir(text: str) -> str:
+    """A directory that exists (input data)."""
+    path = Path(text)
+    if not path.is_dir():
+        what = "is a file" if path.exists() else "does not exist"
+        raise argparse.ArgumentTypeError(f"{text} {what}, expected an existing directory")
+    return text
+
+
+def output_file(text: str) -> str:
+    """A path a file can be written to (created or replaced atomically)."""
+    problem = output_file_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return text
+
+
+def output_dir(text: str) -> str:
+    """A directory that exists and is writable, or can be created."""
+    problem = output_dir_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return text

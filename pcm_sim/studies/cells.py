@@ -1,0 +1,429 @@
+"""Cells of a study: resolved models, one cell's configuration and key, and running cells.
+
+A cell is computed from scratch and independently::
+
+    chip  = deploy(model, profile.with_overrides(combo), seed)     # program every layer
+    drift_to(chip, t)                                              # drift + compensation
+    value = family.evaluate(chip, recipe, Generator(input_seed), mode, limit)[metric]
+
+so the input encoding (``input_seed``) is the same for every cell and chips differ only by
+their devices.  Cells run single-threaded (``torch.set_num_threads(1)``), which makes a cell's
+value independent of the executor (local pool or Dask) that ran it.
+
+A cell's key (:func:`pcm_sim.studies.store.cell_key`) covers what it measures (the checkpoint's
+content hash, drift time, chip seed, evaluation settings) and what produced it
+(:func:`producer`: the pcm-sim version, :data:`CELL_VERSION`, and the SHA-256 of the resolved
+profile and of the recipe), so a cell computed by other code, or on a profile or recipe that
+has changed since, has another key and is computed again.  Its *coordinate*
+(:func:`cell_coordinate`: model label, profile source, overrides, time, seed, evaluation) names
+its place in the grid whatever produced it; a stored cell at a coordinate of the sweep under
+another key is *stale*.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import os
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from pcm_sim.families import FAMILIES
+from pcm_sim.nn.analog import AnalogLinear, deploy, drift_to
+from pcm_sim.profiles import DeviceProfile, ProfileError, load_profile
+from pcm_sim.recipes import RecipeError, load_recipe
+from pcm_sim.seeds import input_generator
+from pcm_sim.studies.executors import Executor
+from pcm_sim.studies.store import canonical_json, cell_key
+from pcm_sim.studies.sweep_file import ModelEntry, Sweep, SweepError
+from pcm_sim.training.checkpoint import CheckpointError, load_checkpoint, train_recipe
+
+__all__ = [
+    "CELL_VERSION",
+    "OpCounter",
+    "ResolvedModel",
+    "build_cell",
+    "cached_checkpoint",
+    "cell_coordinate",
+    "expand_cells",
+    "file_sha256",
+    "preflight",
+    "producer",
+    "resolve_models",
+    "run_cell",
+    "run_cells",
+]
+
+CELL_VERSION = 2
+"""Version of the cell computation and of its key; bump it when either changes."""
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A model ready to run: a checkpoint file with its content hash and recipe."""
+
+    label: str
+    checkpoint: Path
+    sha256: str
+    recipe: dict[str, Any]
+    model: nn.Module
+
+
+# ---------------------------------------------------------------------------- models
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes, as 64 hex digits."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def cached_checkpoint(entry: ModelEntry, cache_dir: Path) -> Path:
+    """Where a recipe entry's checkpoint is cached: under a hash of recipe + ``train``."""
+    assert entry.recipe is not None
+    recipe = load_recipe(entry.recipe)
+    tag = _sha256_text(canonical_json([recipe, entry.train]))[:12]
+    return cache_dir / f"{recipe['name']}-{tag}" / "model.pt"
+
+
+def resolve_models(
+    sweep: Sweep, cache_dir: Path, log: Callable[[str], None] = print, train: bool = True
+) -> list[ResolvedModel]:
+    """Load every checkpoint; recipe entries are trained once, cached in ``cache_dir``.
+
+    With ``train=False`` a recipe entry not trained yet is left out (nothing is trained).
+    """
+    resolved = []
+    for i, entry in enumerate(sweep.models):
+        where = f"{sweep.source}: models[{i}]"
+        try:
+            if entry.checkpoint is not None:
+                path = Path(entry.checkpoint)
+            else:
+                path = cached_checkpoint(entry, cache_dir)
+                if not path.is_file():
+                    if not train:
+                        continue
+                    log(f"training recipe {entry.recipe} with {entry.train or 'its defaults'}")
+                    train_recipe(entry.recipe or "", path.parent, dict(entry.train), log=log)
+            model, payload = load_checkpoint(path)
+        except (CheckpointError, RecipeError, ProfileError) as exc:
+            raise SweepError(f"{where}: {exc}") from None
+        label = entry.label or (
+            path.parent.name if entry.checkpoint is not None else payload["recipe"]["name"]
+        )
+        resolved.append(
+            ResolvedModel(label, path.resolve(), file_sha256(path), payload["recipe"], model)
+        )
+    labels = [m.label for m in resolved]
+    for label in labels:
+        if labels.count(label) > 1:
+            raise SweepError(
+                f"{sweep.source}: models: two models are labelled {label!r}; set 'label'"
+            )
+    return resolved
+
+
+# ---------------------------------------------------------------------------- cells
+
+
+def build_cell(
+    sweep_name: str,
+    model: ResolvedModel,
+    profile_source: str,
+    overrides: dict[str, Any],
+    profile: DeviceProfile,
+    t_s: float,
+    seed: int,
+    evaluation: dict[str, Any],
+) -> dict[str, Any]:
+    """The full resolved, JSON-serialisable configuration of one cell, with its stable key."""
+    from pcm_sim import __version__
+
+    resolved = profile.to_dict()
+    made_by = producer(resolved, model.recipe)
+    key = cell_key(
+        {
+            "checkpoint_sha256": model.sha256,
+            "producer": made_by,
+            "t_s": float(t_s),
+            "seed": int(seed),
+            "evaluation": evaluation,
+        }
+    )
+    return {
+        "key": key,
+        "sweep": sweep_name,
+        "model": {
+            "label": model.label,
+            "checkpoint": str(model.checkpoint),
+            "checkpoint_sha256": model.sha256,
+            "recipe": model.recipe["name"],
+            "family": model.recipe["family"],
+        },
+        "profile": {
+            "name": profile.name,
+            "source": profile_source,
+            "overrides": dict(overrides),
+            "resolved": resolved,
+        },
+        "t_s": float(t_s),
+        "seed": int(seed),
+        "evaluation": dict(evaluation),
+        "pcm_sim_version": __version__,
+        "producer": made_by,
+    }
+
+
+def producer(resolved_profile: dict[str, Any], recipe: dict[str, Any]) -> dict[str, Any]:
+    """What produces a cell's value: package version, :data:`CELL_VERSION`, profile and recipe.
+
+    The profile and recipe enter as the SHA-256 of their canonical JSON.
+    """
+    from pcm_sim import __version__
+
+    return {
+        "pcm_sim": __version__,
+        "cell_version": CELL_VERSION,
+        "profile_sha256": _sha256_text(canonical_json(resolved_profile)),
+        "recipe_sha256": _sha256_text(canonical_json(recipe)),
+    }
+
+
+def cell_coordinate(config: dict[str, Any]) -> str:
+    """A cell's place in its grid (model label, profile source and overrides, time, seed,
+    evaluation) as canonical JSON, from a configuration of :func:`build_cell` (stored or new).
+    """
+    return canonical_json(
+        {
+            "model": config["model"]["label"],
+            "profile": config["profile"]["source"],
+            "overrides": config["profile"]["overrides"],
+            "t_s": config["t_s"],
+            "seed": config["seed"],
+            "evaluation": config["evaluation"],
+        }
+    )
+
+
+def expand_cells(sweep: Sweep, models: Sequence[ResolvedModel]) -> list[dict[str, Any]]:
+    """Every cell of the sweep, in grid order, without duplicate keys."""
+    evaluation = {"mode": sweep.mode, "limit": sweep.limit, "input_seed": sweep.input_seed}
+    cells: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for model in models:
+        for profile_source in sweep.profiles:
+            for combo in sweep.override_combos:
+                try:
+                    profile = load_profile(profile_source, combo or None)
+                except ProfileError as exc:
+                    raise SweepError(f"{sweep.source}: profile {profile_source!r}: {exc}") from None
+                for t_s in sweep.times_s:
+                    for seed in sweep.seeds:
+                        cell = build_cell(
+                            sweep.name, model, profile_source, combo, profile, t_s, seed, evaluation
+                        )
+                        if cell["key"] not in seen:
+                            seen.add(cell["key"])
+                            cells.append(cell)
+    return cells
+
+
+def preflight(cells: Sequence[dict[str, Any]], models: Sequence[ResolvedModel]) -> None:
+    """Check, before any cell runs, that every model evaluates and fits every profile it meets.
+
+    Evaluates each model once in software on one test sample (mode, data) and programs it once
+    on each distinct resolved profile (chip seed 0).  Raises :class:`SweepError`.
+    """
+    by_sha = {m.sha256: m for m in models}
+    checked_models: set[str] = set()
+    checked_pairs: set[tuple[str, str]] = set()
+    for cell in cells:
+        model = by_sha[cell["model"]["checkpoint_sha256"]]
+        ev = cell["evaluation"]
+        family = FAMILIES[model.recipe["family"]]
+        if model.sha256 not in checked_models:
+            checked_models.add(model.sha256)
+            try:
+                family.evaluate(
+                    copy.deepcopy(model.model), model.recipe, torch.Generator(), ev["mode"], 1
+                )
+            except (ValueError, FileNotFoundError) as exc:
+                raise SweepError(f"model {model.label!r}: cannot be evaluated: {exc}") from None
+        pair = (model.sha256, canonical_json(cell["profile"]["resolved"]))
+        if pair not in checked_pairs:
+            checked_pairs.add(pair)
+            profile = DeviceProfile.from_dict(
+                cell["profile"]["resolved"], cell["profile"]["source"]
+            )
+            try:
+                deploy(copy.deepcopy(model.model), profile, seed=0)
+            except ValueError as exc:
+                raise SweepError(
+                    f"model {model.label!r} does not fit profile {profile.name!r}: {exc}"
+                ) from None
+
+
+class OpCounter:
+    """Counts the crossbar work of one evaluation with forward pre-hooks on every analog layer.
+
+    For each :class:`AnalogLinear` with ``in`` inputs on ``R`` row tiles of ``rows`` inputs, an
+    input batch ``x`` ``(..., in)`` adds ``N = x.numel() / in`` input *vectors*; ``nonzero`` =
+    number of nonzero inputs (spikes, for binary layers); ``row_tile_activations`` = number of
+    (vector, row tile) pairs with at least one nonzero input; ``active_vectors`` = vectors with
+    at least one nonzero input.  Counting reads the inputs only; it changes no result.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.layers = [(n, m) for n, m in model.named_modules() if isinstance(m, AnalogLinear)]
+        self.counts = {
+            name: {"vectors": 0, "active_vectors": 0, "nonzero": 0, "row_tile_activations": 0}
+            for name, _ in self.layers
+        }
+        self._handles = [
+            layer.register_forward_pre_hook(self._hook(name, layer)) for name, layer in self.layers
+        ]
+
+    def _hook(self, name: str, layer: AnalogLinear) -> Callable[[nn.Module, tuple[Any, ...]], None]:
+        counts = self.counts[name]
+
+        def hook(module: nn.Module, args: tuple[Any, ...]) -> None:
+            if layer.deployed_backend != "pcm-sim":
+                raise RuntimeError(f"OpCounter: layer {name} is not on a pcm-sim crossbar")
+            geometry = layer.chip_geometry()
+            x: Tensor = args[0].detach()
+            active = x.reshape(-1, layer.in_features) != 0  # (N, in)
+            pad = geometry["n_row_tiles"] * geometry["rows"] - layer.in_features
+            tiles = torch.nn.functional.pad(active, (0, pad)).reshape(
+                -1, geometry["n_row_tiles"], geometry["rows"]
+            )  # (N, R, rows)
+            per_tile = tiles.any(dim=-1)  # (N, R)
+            counts["vectors"] += active.shape[0]
+            counts["active_vectors"] += int(per_tile.any(dim=-1).sum())
+            counts["nonzero"] += int(active.sum())
+            counts["row_tile_activations"] += int(per_tile.sum())
+
+        return hook
+
+    def remove(self) -> None:
+        """Detach the hooks."""
+        for handle in self._handles:
+            handle.remove()
+
+    def summary(self) -> list[dict[str, Any]]:
+        """Per layer: shape, tiles, devices, programming pulses, and the counts."""
+        rows = []
+        for name, layer in self.layers:
+            geometry = layer.chip_geometry()
+            rows.append(
+                {
+                    "name": name,
+                    "in": layer.in_features,
+                    "out": layer.out_features,
+                    "binary_input": layer.binary_input,
+                    "n_row_tiles": geometry["n_row_tiles"],
+                    "n_col_tiles": geometry["n_col_tiles"],
+                    "n_tiles": geometry["n_tiles"],
+                    "n_devices": geometry["n_devices"],
+                    "pulses": int(layer.chip_pulses().sum()),
+                    **self.counts[name],
+                }
+            )
+        return rows
+
+
+_MODEL_CACHE: dict[tuple[str, str], tuple[nn.Module, dict[str, Any]]] = {}
+_MODEL_CACHE_LOCK = threading.Lock()
+_MODEL_CACHE_SIZE = 4
+
+
+def _cached_model(path: str, sha256: str) -> tuple[nn.Module, dict[str, Any]]:
+    """The checkpoint's model and recipe, loaded once per worker process and hash-checked."""
+    with _MODEL_CACHE_LOCK:
+        hit = _MODEL_CACHE.get((path, sha256))
+        if hit is not None:
+            return hit
+        found = file_sha256(Path(path))
+        if found != sha256:
+            raise CheckpointError(
+                f"{path}: content changed since the sweep started (sha256 {found})"
+            )
+        model, payload = load_checkpoint(path)
+        if len(_MODEL_CACHE) >= _MODEL_CACHE_SIZE:
+            _MODEL_CACHE.pop(next(iter(_MODEL_CACHE)))
+        _MODEL_CACHE[(path, sha256)] = (model, payload["recipe"])
+        return model, payload["recipe"]
+
+
+def run_cell(cell: dict[str, Any]) -> dict[str, Any]:
+    """Compute one cell (see the module docstring); returns its result as JSON-able data.
+
+    ``cell`` is a configuration from :func:`expand_cells`; with ``cell["count_ops"]`` true the
+    result also holds ``ops``, the per-layer :class:`OpCounter` summary.
+    """
+    torch.set_num_threads(1)
+    start, start_cpu = time.perf_counter(), time.thread_time()
+    model, recipe = _cached_model(cell["model"]["checkpoint"], cell["model"]["checkpoint_sha256"])
+    profile = DeviceProfile.from_dict(cell["profile"]["resolved"], cell["profile"]["source"])
+    family = FAMILIES[recipe["family"]]
+    chip = deploy(copy.deepcopy(model), profile, seed=cell["seed"])
+    drift_to(chip, cell["t_s"])
+    ev = cell["evaluation"]
+    counter = OpCounter(chip) if cell.get("count_ops") else None
+    scores = family.evaluate(
+        chip, recipe, input_generator(ev["input_seed"]), ev["mode"], ev["limit"]
+    )
+    result: dict[str, Any] = {
+        "key": cell["key"],
+        "metric": family.metric,
+        "value": float(scores[family.metric]),
+        "scores": {k: float(v) for k, v in scores.items()},
+        "seconds": time.perf_counter() - start,
+        "cpu_seconds": time.thread_time() - start_cpu,  # this thread: torch runs single-threaded
+        "worker": f"{socket.gethostname()}:{os.getpid()}",
+    }
+    if counter is not None:
+        counter.remove()
+        result["ops"] = counter.summary()
+    return result
+
+
+def run_cells(
+    cells: Sequence[dict[str, Any]],
+    executor: Executor,
+    on_result: Callable[[dict[str, Any], dict[str, Any]], object],
+    desc: str,
+    progress: bool = True,
+) -> None:
+    """Run ``cells`` on ``executor``; ``on_result(cell, result)`` as each finishes.
+
+    Shows a progress bar (cells done, rate, ETA) on stderr.  A failing cell stops the run;
+    errors that are bad input (``ValueError``) are re-raised as :class:`SweepError` naming it.
+    """
+    bar = tqdm(total=len(cells), desc=desc, unit="cell", disable=not progress, file=sys.stderr)
+    try:
+        for index, result in executor.imap_unordered(run_cell, cells):
+            on_result(cells[index], result)
+            bar.set_postfix_str(f"last {result['metric']} {result['value']:.4f}", refresh=False)
+            bar.update(1)
+    except ValueError as exc:
+        raise SweepError(f"a cell failed: {exc}") from None
+    finally:
+        bar.close()

@@ -2,9 +2,10 @@
 
 Every case runs in one process on the same inputs; each time is the median of repeats after a
 warm-up.  The crossbar runs ``pcm_nandakumar2019`` with every non-ideality on (programming
-noise, drift to 1 day with global compensation, fresh 1/f read noise on every call — one read
-shared by the samples of a call, the profile's ``per_sample: false`` — 8-bit DAC (none for
-spikes), output noise, 8-bit ADC with saturation, 512x512 tiles).
+noise, drift to 1 day with per-tile global compensation, fresh 1/f read noise on every call —
+one read shared by the samples of a call, the profile's ``per_sample: false`` — 8-bit DAC (none
+for spikes), output noise, 8-bit ADC with iterative bound management, 512x512 tiles); the same
+layer is also timed with a fixed ADC range and with calibrated ranges.
 """
 
 from __future__ import annotations
@@ -43,10 +44,31 @@ def median_seconds(fn: Callable[[], Any], repeats: int, warmup: int = 2) -> floa
     return statistics.median(times)
 
 
-def _layer(n_in: int, n_out: int, backend: str, binary: bool, seed: int = 0) -> AnalogLinear:
+PERIPHERY_VARIANTS = {
+    "fixed": {"periphery.bound_management": "none"},
+    "iterative": {"periphery.bound_management": "iterative"},
+    "calibrated": {
+        "periphery.bound_management": "none",
+        "periphery.output_range_policy": "calibrated",
+    },
+}
+"""ADC range handling compared on the same layer: a fixed range, iterative bound management
+(re-reads of saturated samples), ranges calibrated per tile at deployment (on the bench input)."""
+
+
+def _layer(
+    n_in: int,
+    n_out: int,
+    backend: str,
+    binary: bool,
+    seed: int = 0,
+    variant: str = "iterative",
+    calibration: torch.Tensor | None = None,
+) -> AnalogLinear:
     torch.manual_seed(seed)
     layer = AnalogLinear(n_in, n_out, binary_input=binary)
-    deploy(layer, PROFILE, seed=seed, backend=backend)  # type: ignore[arg-type]
+    profile = load_profile(PROFILE, overrides=PERIPHERY_VARIANTS[variant])
+    deploy(layer, profile, seed=seed, backend=backend, calibration_input=calibration)  # type: ignore[arg-type]
     drift_to(layer, ONE_DAY_S)
     return layer
 
@@ -64,12 +86,20 @@ def mvm_case(
     weight, bias = ours.weight.detach().clone(), ours.bias.detach().clone()  # type: ignore[union-attr]
     t_matmul = median_seconds(lambda: F.linear(x, weight, bias), repeats)
     t_ours = median_seconds(lambda: ours(x), repeats)
+    variants = {}
+    for variant in ("fixed", "calibrated"):
+        other = _layer(n_in, n_out, "pcm-sim", spikes, variant=variant, calibration=x)
+        variants[variant] = median_seconds(lambda layer=other: layer(x), repeats)  # type: ignore[misc]
     theirs = _layer(n_in, n_out, "aihwkit", spikes)
     t_aihwkit = median_seconds(lambda: theirs(x), max(3, repeats // 3))
     return {
         "name": name,
         "matmul_s": t_matmul,
         "crossbar_s": t_ours,
+        "crossbar_fixed_s": variants["fixed"],
+        "crossbar_calibrated_s": variants["calibrated"],
+        "iterative_over_fixed": t_ours / variants["fixed"],
+        "calibrated_over_fixed": variants["calibrated"] / variants["fixed"],
         "aihwkit_s": t_aihwkit,
         "crossbar_over_matmul": t_ours / t_matmul,
         "aihwkit_over_crossbar": t_aihwkit / t_ours,
@@ -175,7 +205,9 @@ def run_benchmarks(quick: bool = False, log: Callable[[str], None] = print) -> d
             f"{case['name']:34s} matmul {case['matmul_s'] * 1e3:8.3f} ms  crossbar "
             f"{case['crossbar_s'] * 1e3:8.3f} ms  aihwkit {case['aihwkit_s'] * 1e3:8.3f} ms  "
             f"crossbar/matmul {case['crossbar_over_matmul']:5.2f}  "
-            f"aihwkit/crossbar {case['aihwkit_over_crossbar']:5.1f}"
+            f"aihwkit/crossbar {case['aihwkit_over_crossbar']:5.1f}  iterative/fixed "
+            f"{case['iterative_over_fixed']:4.2f}  "
+            f"calibrated/fixed {case['calibrated_over_fixed']:4.2f}"
         )
     devices = devices_case(10_000_000, 3 if quick else 5)
     log(f"{devices['name']:34s} {devices['seconds']:.3f} s (target < 2 s)")

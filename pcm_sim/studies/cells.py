@@ -46,6 +46,7 @@ from pcm_sim.seeds import input_generator
 from pcm_sim.studies.executors import Executor
 from pcm_sim.studies.store import canonical_json, cell_key
 from pcm_sim.studies.sweep_file import ModelEntry, Sweep, SweepError
+from pcm_sim.training.checkpoint import FORMAT as CHECKPOINT_FORMAT
 from pcm_sim.training.checkpoint import CheckpointError, load_checkpoint, train_recipe
 
 __all__ = [
@@ -96,10 +97,11 @@ def _sha256_text(text: str) -> str:
 
 
 def cached_checkpoint(entry: ModelEntry, cache_dir: Path) -> Path:
-    """Where a recipe entry's checkpoint is cached: under a hash of recipe + ``train``."""
-    assert entry.recipe is not None
+    """Where a recipe entry's checkpoint is cached: under a hash of the recipe, the ``train``
+    overrides and the checkpoint format (a cache of an older format is not reused)."""
+    assert entry.recipe is not None  # a recipe entry (parse_sweep: checkpoint xor recipe)
     recipe = load_recipe(entry.recipe)
-    tag = _sha256_text(canonical_json([recipe, entry.train]))[:12]
+    tag = _sha256_text(canonical_json([recipe, entry.train, CHECKPOINT_FORMAT]))[:12]
     return cache_dir / f"{recipe['name']}-{tag}" / "model.pt"
 
 
@@ -121,8 +123,8 @@ def resolve_models(
                 if not path.is_file():
                     if not train:
                         continue
-                    log(f"training recipe {entry.recipe} with {entry.train or 'its defaults'}")
-                    train_recipe(entry.recipe or "", path.parent, dict(entry.train), log=log)
+                    log(f"training {entry.recipe} with {entry.train or 'its defaults'} -> {path}")
+                    train_recipe(str(entry.recipe), path.parent, dict(entry.train), log=log)
             model, payload = load_checkpoint(path)
         except (CheckpointError, RecipeError, ProfileError) as exc:
             raise SweepError(f"{where}: {exc}") from None

@@ -121,11 +121,16 @@ def _unknown(where: str, key: Any, allowed: list[str]) -> RecipeError:
 
 
 def _range_text(field: Field) -> str:
+    """``>= 1 and <= 100000``: integers written out, floats in ``%g``."""
+
+    def text(x: float) -> str:
+        return str(x) if isinstance(x, int) else f"{x:g}"
+
     parts = []
     if field.low is not None:
-        parts.append(f"{'>' if field.above else '>='} {field.low:g}")
+        parts.append(f"{'>' if field.above else '>='} {text(field.low)}")
     if field.high is not None:
-        parts.append(f"<= {field.high:g}")
+        parts.append(f"<= {text(field.high)}")
     return " and ".join(parts)
 
 

@@ -113,3 +113,45 @@ def test_scale_gradient_flows_only_through_the_largest_weight() -> None:
     # layer scaling: w_max = max |w|, so only that weight gets the noise-scale gradient
     argmax = int(layer.weight.detach().abs().argmax())
     assert differs.flatten().nonzero().flatten().tolist() == [argmax]
+
+
+CONVERTERS = {
+    "programming.scale": 0.0,
+    "drift.scale": 0.0,
+    "read_noise.scale": 0.0,
+    "periphery.output_noise": 0.0,
+    "periphery.dac_bits": 0,
+    "periphery.adc_bits": 3,  # 3 levels per sign
+    "periphery.output_range": 3.0,  # ADC step 1 in normalized units
+    "periphery.input_policy": "clip",
+    "periphery.input_range": 1.0,
+    "compensation.mode": "none",
+}
+
+
+@pytest.mark.parametrize("bound_management", ["none", "iterative"])
+def test_training_forward_runs_through_the_adc(bound_management: str) -> None:
+    """Hand-computed: w_max = 1, inputs in [0, 1]: v = x @ W^T, then the 3-level ADC of step 1."""
+    profile = load_profile(
+        "pcm_nandakumar2019",
+        overrides={**CONVERTERS, "periphery.bound_management": bound_management},
+    )
+    layer = AnalogLinear(4, 2, bias=False, binary_input=False)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[1.0, 1.0, 1.0, 1.0], [0.5, -0.25, 0.0, 0.1]]))
+    layer.train()
+    enable_hwa(layer, profile, seed=0, converters=True)
+    x = torch.tensor([[1.0, 1.0, 1.0, 0.6], [0.2, 0.4, 0.0, 1.0]], requires_grad=True)
+    y = layer(x)
+    # v = [[3.6, 0.31], [1.6, 0.1]]: 3.6 saturates at 3 (or, with bound management, one halving
+    # gives range 6 and step 2: 3.6 -> 4); the rest round to the step of 1
+    first = 4.0 if bound_management == "iterative" else 3.0
+    assert y.detach().tolist() == [[first, 0.0], [2.0, 0.0]]
+    y.sum().backward()
+    assert x.grad is not None
+    saturated = 0.0 if bound_management == "none" else 1.0  # zero gradient beyond the range
+    expected = torch.tensor([[saturated, saturated, saturated, saturated], [1.0, 1.0, 1.0, 1.0]])
+    expected = expected + torch.tensor([[0.5, -0.25, 0.0, 0.1], [0.5, -0.25, 0.0, 0.1]])
+    torch.testing.assert_close(x.grad, expected)  # straight through the rounding
+    layer.eval()  # evaluation forwards are plain matmuls again
+    torch.testing.assert_close(layer(x), x @ layer.weight.t())

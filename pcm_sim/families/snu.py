@@ -37,6 +37,7 @@ SNU_HWA_TRAINING = {
     **HWA_TRAINING,
     "hwa_output_noise": Field("bool"),
     "hwa_scale_gradient": Field("bool"),
+    "hwa_converters": Field("bool"),
 }
 FASHION_SCHEMA: RecipeSchema = {
     "model": {
@@ -162,8 +163,9 @@ def _hwa(model: nn.Module, recipe: dict[str, Any], log: ProgressFn) -> None:
         t_s = float(training.get("hwa_t_s", 86_400.0))
         output_noise = bool(training.get("hwa_output_noise", False))
         scale_gradient = bool(training.get("hwa_scale_gradient", False))
+        converters = bool(training.get("hwa_converters", False))
         seed = int(training.get("seed", 0)) + 101
-        enable_hwa(model, profile, seed, t_s, output_noise, scale_gradient)
+        enable_hwa(model, profile, seed, t_s, output_noise, scale_gradient, converters)
         extra = " plus output noise on every MVM" if output_noise else ""
         log(f"hardware-aware training: weights sampled from {profile} at t = {t_s:g} s{extra}")
 

@@ -44,6 +44,8 @@ from pcm_sim.crossbar.calibration import (
 )
 from pcm_sim.crossbar.streams import ChipStreams, stream_seed
 from pcm_sim.crossbar.tile import CrossbarArray
+from pcm_sim.nn.capture import layer_inputs
+from pcm_sim.nn.hwa import through_converters
 from pcm_sim.profiles import DeviceProfile, load_profile
 
 __all__ = ["AnalogLinear", "analog_layers", "deploy", "drift_to", "enable_hwa"]
@@ -89,6 +91,7 @@ class AnalogLinear(nn.Module):
         self.hwa_t_s = 0.0
         self.hwa_output_noise = False
         self.hwa_scale_gradient = False
+        self.hwa_converters = False
         self._held_hwa_weight: Tensor | None = None
         self.reset_parameters()
 
@@ -313,6 +316,11 @@ class AnalogLinear(nn.Module):
         return std * z
 
     @property
+    def adds_hwa_converters(self) -> bool:
+        """True when a training forward runs through the tiles' ADCs (:mod:`pcm_sim.nn.hwa`)."""
+        return self.training and self.hwa_generator is not None and self.hwa_converters
+
+    @property
     def adds_hwa_output_noise(self) -> bool:
         """True when a training forward adds the periphery's output noise (HWA)."""
         return self.training and self.hwa_generator is not None and self.hwa_output_noise
@@ -324,6 +332,18 @@ class AnalogLinear(nn.Module):
                 f"AnalogLinear: expected input (..., {self.in_features}), got {tuple(x.shape)}"
             )
         if not self.is_analog:
+            if self.adds_hwa_converters:
+                assert self.profile is not None
+                noise = self.hwa_generator if self.hwa_output_noise else None
+                y_conv = through_converters(
+                    x,
+                    self.software_weight().t(),
+                    self._w_max(self.hwa_scale_gradient),
+                    self.profile,
+                    self.binary_input,
+                    noise,
+                )
+                return y_conv if self.bias is None else y_conv + self.bias
             y_soft = F.linear(x, self.software_weight(), self.bias)
             if self.adds_hwa_output_noise:
                 y_soft = y_soft + self.sample_hwa_output_noise(self.input_full_scale(x), y_soft)
@@ -346,34 +366,6 @@ def analog_layers(module: nn.Module) -> list[AnalogLinear]:
 
     The order (``module.modules()``) is the layer index of :func:`deploy` and of chip files."""
     return [m for m in module.modules() if isinstance(m, AnalogLinear)]
-
-
-MAX_CALIBRATION_ROWS = 4096
-"""Layer inputs kept per layer for ADC range calibration (evenly spaced over the batch)."""
-
-
-def _layer_inputs(module: nn.Module, layers: list[AnalogLinear], batch: Any) -> list[Tensor]:
-    """Every analog layer's inputs ``(M, in)`` when ``module`` runs ``batch`` in software."""
-    captured: dict[int, list[Tensor]] = {id(layer): [] for layer in layers}
-
-    def hook(layer: nn.Module, args: tuple[Any, ...]) -> None:
-        captured[id(layer)].append(args[0].detach().reshape(-1, args[0].shape[-1]))
-
-    handles = [layer.register_forward_pre_hook(hook) for layer in layers]
-    try:
-        with torch.no_grad():
-            module.eval()(batch)
-    finally:
-        for handle in handles:
-            handle.remove()
-    inputs = []
-    for layer in layers:
-        rows = torch.cat(captured[id(layer)]) if captured[id(layer)] else None
-        if rows is None:
-            raise ValueError("deploy: calibration_input never reached an analog layer")
-        stride = max(1, rows.shape[0] // MAX_CALIBRATION_ROWS)
-        inputs.append(rows[::stride][:MAX_CALIBRATION_ROWS])
-    return inputs
 
 
 def deploy(
@@ -405,7 +397,7 @@ def deploy(
     if calibrated and calibration_input is not None:
         for layer in layers:
             layer.to_software()
-        inputs = list(_layer_inputs(module, layers, calibration_input))
+        inputs = list(layer_inputs(module, layers, calibration_input))
     for index, layer in enumerate(layers):
         layer.program(prof, ChipStreams(seed, index), backend)
         if calibrated and layer.crossbar is not None:
@@ -430,6 +422,7 @@ def enable_hwa(
     t_s: float = 86_400.0,
     output_noise: bool = False,
     scale_gradient: bool = False,
+    converters: bool = False,
 ) -> None:
     """Turn on hardware-aware noise injection (per training forward) for every analog layer.
 
@@ -439,6 +432,9 @@ def enable_hwa(
     ``w_max`` (the programming, drift and output noise of a PCM array scale with it) and the
     gradient flows through ``w_max``, so training learns to keep the largest weight, which sets
     every device's noise, small (a reparameterisation of the chip's noise).
+    ``converters``: the forward runs each tile's partial output through the profile's ADC
+    (saturation, or bound management's larger range, and rounding with a straight-through
+    gradient; :mod:`pcm_sim.nn.hwa`), with the output noise before the ADC.
     """
     prof = load_profile(profile) if profile is not None else None
     for index, layer in enumerate(analog_layers(module)):
@@ -449,6 +445,7 @@ def enable_hwa(
         layer.hwa_t_s = t_s
         layer.hwa_output_noise = output_noise
         layer.hwa_scale_gradient = scale_gradient
+        layer.hwa_converters = converters
         layer.hwa_generator = torch.Generator(device=layer.weight.device).manual_seed(
             stream_seed("hwa", seed, index)
         )

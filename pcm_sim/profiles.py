@@ -29,7 +29,8 @@ optional and falls back to the default shown by :func:`default_profile_dict`):
     ``devices_per_polarity``: N devices summed per polarity; ``differential``: G+ and G- pair
     (only differential cells are supported, as in aihwkit's single-pair converter).
     ``scaling``: ``layer`` (one w_max for the matrix), ``column`` (one per output) or ``tile``
-    (one per row tile, each tile mapped and compensated on its own, as aihwkit's tile arrays).
+    (one per row tile, each tile mapped and compensated on its own, as aihwkit's tile arrays)
+    or ``tile_column`` (one per output column of each row tile, aihwkit's columnwise scaling).
 ``tile``
     ``rows`` (inputs) x ``cols`` (outputs) of one physical array.
 ``periphery``
@@ -227,7 +228,7 @@ class WeightCellParams:
 
     devices_per_polarity: int = 1
     differential: bool = True
-    scaling: Literal["layer", "column", "tile"] = "layer"
+    scaling: Literal["layer", "column", "tile", "tile_column"] = "layer"
 
     def __post_init__(self) -> None:
         if not 1 <= self.devices_per_polarity <= 16:
@@ -236,9 +237,9 @@ class WeightCellParams:
             )
         if not self.differential:
             raise ProfileError("weight_cell.differential: only differential pairs are supported")
-        if self.scaling not in ("layer", "column", "tile"):
+        if self.scaling not in ("layer", "column", "tile", "tile_column"):
             raise ProfileError(
-                f"weight_cell.scaling: expected layer|column|tile, got {self.scaling!r}"
+                f"weight_cell.scaling: expected layer|column|tile|tile_column, got {self.scaling!r}"
             )
 
 

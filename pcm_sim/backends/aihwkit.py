@@ -75,7 +75,7 @@ def apply_periphery(cfg: Any, profile: DeviceProfile) -> None:
     cfg.mapping.max_output_size = 0 if profile.tile.cols >= MAX_TILE_SIZE else profile.tile.cols
     cfg.mapping.digital_bias = True
     cfg.mapping.weight_scaling_omega = 1.0  # each tile's weights normalized to max |w| = 1
-    cfg.mapping.weight_scaling_columnwise = profile.weight_cell.scaling == "column"
+    cfg.mapping.weight_scaling_columnwise = profile.weight_cell.scaling in ("column", "tile_column")
 
 
 def rpu_config_from_profile(profile: DeviceProfile) -> Any:

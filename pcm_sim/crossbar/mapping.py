@@ -7,7 +7,8 @@ A weight ``w`` (crossbar layout: ``(in, out)``, rows are inputs) maps to a diffe
 
 and reads back as ``w = w_max * sum_i (G+_i - G-_i) / (N (g_max - g_min))``.  ``w_max`` is the
 largest ``|w|`` of the layer (``scaling: layer``), of each output column (``scaling:
-column``) or of each row tile (``scaling: tile``, as aihwkit maps each tile on its own).
+column``), of each row tile (``scaling: tile``, as aihwkit maps each tile on its own) or of each
+column of each row tile (``tile_column``).
 Device tensors have shape ``(2, N, in, out)``: polarity, device, row, column.
 """
 
@@ -26,19 +27,24 @@ MIN_W_MAX = 1e-12
 def weight_scale(
     weight_in_out: Tensor, profile: DeviceProfile, tile_of_row: Tensor | None = None
 ) -> Tensor:
-    """``w_max``: ``()`` for layer scaling, ``(out,)`` for column scaling, or ``(in, 1)`` for
-    tile scaling (every row gets the largest ``|w|`` of its row tile; ``tile_of_row`` ``(in,)``
-    gives the tiles)."""
+    """``w_max``: ``()`` for layer scaling, ``(out,)`` for column scaling, ``(in, 1)`` for tile
+    scaling (every row gets the largest ``|w|`` of its row tile) or ``(in, out)`` for
+    ``tile_column`` (the largest ``|w|`` of its column within its row tile); ``tile_of_row``
+    ``(in,)`` gives the tiles."""
     scaling = profile.weight_cell.scaling
     if scaling == "column":
         return weight_in_out.abs().amax(dim=0).clamp(min=MIN_W_MAX)
-    if scaling == "tile":
+    if scaling in ("tile", "tile_column"):
         if tile_of_row is None:
             raise ValueError("weight_scale: tile scaling needs the row tiling (tile_of_row)")
-        row_max = weight_in_out.abs().amax(dim=1)  # (in,)
         n_tiles = int(tile_of_row.max()) + 1 if tile_of_row.numel() else 1
-        tile_max = row_max.new_zeros(n_tiles).scatter_reduce(0, tile_of_row, row_max, "amax")
-        return tile_max.clamp(min=MIN_W_MAX)[tile_of_row].unsqueeze(1)  # (in, 1)
+        magnitude = weight_in_out.abs()  # (in, out)
+        if scaling == "tile":
+            magnitude = magnitude.amax(dim=1, keepdim=True)  # (in, 1)
+        index = tile_of_row.unsqueeze(1).expand_as(magnitude)
+        tile_max = magnitude.new_zeros(n_tiles, magnitude.shape[1])
+        tile_max = tile_max.scatter_reduce(0, index, magnitude, "amax")  # (R, 1 or out)
+        return tile_max.clamp(min=MIN_W_MAX)[tile_of_row]  # (in, 1) or (in, out)
     return weight_in_out.abs().amax().clamp(min=MIN_W_MAX)
 
 

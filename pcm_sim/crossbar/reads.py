@@ -309,7 +309,7 @@ def transposed_read(
     row_gain = torch.ones((), dtype=e.dtype, device=e.device)
     col_gain: Tensor | None = None
     for factor, by_column in (
-        (w_max, profile.weight_cell.scaling == "column"),
+        (w_max, profile.weight_cell.scaling in ("column", "tile_column")),
         (alpha, profile.compensation.mode == "column"),
     ):
         if by_column:
@@ -384,7 +384,7 @@ def compensation_readout(
     (``column``) per layer; ``(R, 1, 1)`` or ``(R, 1, out)`` per tile under ``tile`` scaling."""
     out = one_hot_readout(state, layout, profile, normals, converters)  # (in, out)
     column = profile.compensation.mode == "column"
-    if profile.weight_cell.scaling == "tile":
+    if profile.weight_cell.scaling in ("tile", "tile_column"):
         sizes = torch.tensor(layout.sizes, dtype=out.dtype, device=out.device).reshape(-1, 1, 1)
         per_tile = layout.tile(out).sum(dim=1, keepdim=True) / sizes  # (R, 1, out)
         mean = per_tile if column else per_tile.mean(dim=-1, keepdim=True)
@@ -411,9 +411,10 @@ def draw_converters(
 
 
 def tile_weight_scale(w_max: Tensor, layout: TileLayout, profile: DeviceProfile) -> Tensor:
-    """``w_max`` as the read path applies it: ``()``/``(out,)``, or ``(R, 1, 1)`` per tile."""
+    """``w_max`` as the read path applies it: ``()``/``(out,)``, or per row tile ``(R, 1, 1)``
+    (``tile``) or ``(R, 1, out)`` (``tile_column``)."""
     return (
-        layout.per_tile(w_max).reshape(-1, 1, 1) if profile.weight_cell.scaling == "tile" else w_max
+        layout.per_tile(w_max) if profile.weight_cell.scaling in ("tile", "tile_column") else w_max
     )
 
 

@@ -308,7 +308,8 @@ class AnalogLinear(nn.Module):
         tiles = math.ceil(self.in_features / self.profile.tile.rows)
         if w_max.dim() == 2:  # per tile: sqrt(sum_k w_max_k^2) over the row tiles
             rows = reads.TileLayout.build(self.in_features, self.profile.tile.rows, w_max.device)
-            w_max = rows.per_tile(w_max).square().sum().sqrt() / math.sqrt(tiles)
+            per_tile = rows.per_tile(w_max)  # (R, 1, 1 or out)
+            w_max = per_tile.square().sum(dim=0).sqrt().reshape(-1).squeeze() / math.sqrt(tiles)
         std = per.output_noise * math.sqrt(tiles) * w_max * full_scale
         z = torch.randn(
             like.shape, generator=self.hwa_generator, device=like.device, dtype=like.dtype

@@ -79,12 +79,13 @@ def _check_layer(where: str, state: Any, in_f: int, out_f: int, profile: DeviceP
         "layer": [()],
         "column": [(out_f,)],
         "tile": [(in_f, 1)],
+        "tile_column": [(in_f, out_f)],
     }
     column = profile.compensation.mode == "column"
     baseline: tuple[int, ...] = (out_f,) if column else ()
     if profile.compensation.mode == "none":
         baseline = ()
-    elif profile.weight_cell.scaling == "tile":
+    elif profile.weight_cell.scaling in ("tile", "tile_column"):
         baseline = (tiles, 1, out_f if column else 1)
     expected_shapes: dict[str, list[tuple[int, ...]]] = {
         "w_max": scale_shapes[profile.weight_cell.scaling],

@@ -90,6 +90,19 @@ BOUNDS: dict[str, Bound] = {
         0.0, 65_536.0, "ADC bound in full-scale units; a tile's output never exceeds its rows"
     ),
     "periphery.output_noise": Bound(0.0, 10.0, "output noise in full-scale units (aihwkit 0.06)"),
+    "periphery.range_percentile": Bound(
+        1e-6, 100.0, "percentile of |y| setting a calibrated range"
+    ),
+    "periphery.bm_max_factor": Bound(2.0, 1e6, "largest bound-management reduction (aihwkit 1000)"),
+    "periphery.bm_max_resolution": Bound(
+        1e-6, 1.0, "coarsest effective DAC step under bound management (aihwkit 0.25)"
+    ),
+    "periphery.ir_drop": Bound(0.0, 100.0, "multiple of the wire resistance (aihwkit 0 or 1)"),
+    "periphery.ir_drop_g_ratio": Bound(
+        1.0, 1e12, "wire to device conductance ratio (aihwkit 1 / 0.35 / 5e-6)"
+    ),
+    "periphery.adc_gain_std": Bound(0.0, 0.5, "relative gain error of one converter"),
+    "periphery.adc_offset_lsb_std": Bound(0.0, 100.0, "offset error of one converter in LSB"),
     "energy.cell_read_pj": Bound(0.0, 1e3, "energy of one cell read"),
     "energy.dac_conversion_pj": Bound(0.0, 1e6, "energy of one DAC conversion"),
     "energy.adc_conversion_pj": Bound(0.0, 1e6, "energy of one ADC conversion"),

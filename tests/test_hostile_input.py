@@ -290,17 +290,6 @@ def test_profile_bound_controls_load(changes: dict[str, Any]) -> None:
     refused_or_finite(profile.to_dict())
 
 
-PENDING_BOUNDS = {  # the newest periphery fields validate themselves; bounds to be added here
-    "periphery.range_percentile",
-    "periphery.bm_max_factor",
-    "periphery.bm_max_resolution",
-    "periphery.ir_drop",
-    "periphery.ir_drop_g_ratio",
-    "periphery.adc_gain_std",
-    "periphery.adc_offset_lsb_std",
-}
-
-
 def test_every_numeric_profile_field_is_bounded() -> None:
     profile = load_profile("pcm_nandakumar2019").to_dict()
     numeric = {
@@ -310,7 +299,7 @@ def test_every_numeric_profile_field_is_bounded() -> None:
         for name, value in fields.items()
         if isinstance(value, int | float) and not isinstance(value, bool)
     }
-    missing = numeric - set(BOUNDS) - PENDING_BOUNDS
+    missing = numeric - set(BOUNDS)
     assert not missing, f"numeric profile fields without a bound in BOUNDS: {sorted(missing)}"
     assert set(BOUNDS) <= numeric  # no stale entry
 

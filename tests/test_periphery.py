@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -215,3 +217,48 @@ def test_transposed_read_with_tile_scaling_and_column_compensation() -> None:
 def test_new_fields_out_of_range_are_refused(field: str, value: object, message: str) -> None:
     with pytest.raises(ProfileError, match=message):
         load_profile("pcm_nandakumar2019", overrides={field: value})
+
+
+def test_a_calibrated_chip_is_a_value(tmp_path: Path) -> None:
+    """Calibrating the ranges re-takes the compensation reference, so a saved and reloaded chip
+    reads exactly as the original and alpha is 1 right after programming (no noise)."""
+    profile = load_profile(
+        "pcm_hermes2023",
+        overrides={
+            "periphery.output_range_policy": "calibrated",
+            "periphery.range_percentile": 90.0,
+        },
+    )
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        pcm_sim.AnalogConv2d(1, 4, 3, padding=1), nn.Flatten(), pcm_sim.AnalogLinear(4 * 36, 5)
+    )
+    batch = torch.rand(8, 1, 6, 6, generator=torch.Generator().manual_seed(1))
+    pcm_sim.deploy(model, profile, seed=3, calibration_input=batch)  # conv inputs as patches
+    path = pcm_sim.save_chip(model, tmp_path / "chip.pt")
+    twin = nn.Sequential(
+        pcm_sim.AnalogConv2d(1, 4, 3, padding=1), nn.Flatten(), pcm_sim.AnalogLinear(4 * 36, 5)
+    )
+    twin.load_state_dict(model.state_dict())
+    pcm_sim.load_chip(twin, path)
+    for t in (0.0, -0.0, ONE_DAY):  # -0.0 names the same streams as 0.0
+        pcm_sim.drift_to(model, abs(t))
+        pcm_sim.drift_to(twin, t)
+        with torch.no_grad():
+            assert torch.equal(model(batch), twin(batch))
+    quiet = profile.with_overrides(
+        {"programming.scale": 0.0, "read_noise.scale": 0.0, "periphery.output_noise": 0.0}
+    )
+    chip = CrossbarArray(torch.randn(20, 6), quiet, ChipStreams(0, 0))
+    chip.calibrate_ranges(torch.rand(16, 20))
+    assert float(chip.alpha) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_calibration_of_a_wide_layer() -> None:
+    """The percentile is taken with kthvalue: no size limit (torch.quantile stops at 2^24)."""
+    profile = _ideal(
+        adc_bits=8, output_range=12.0, output_range_policy="calibrated", range_percentile=50.0
+    )
+    chip = CrossbarArray(torch.randn(8, 4100), profile, ChipStreams(0, 0))
+    chip.calibrate_ranges(torch.randn(4096, 8))
+    assert chip.converters.out_range.shape == (1, 1, 1) and float(chip.converters.out_range) > 0

@@ -7,9 +7,14 @@ from its own named generator (the chip's ``bank`` stream, ``crossbar.streams``),
 part of the chip's value and only grows, never changes.  A read of ``n`` values uses the first
 ``M(n) = max(MIN_BANK, 2^ceil(log2(BANK_FACTOR n)))`` values of the bank and takes the window
 ``bank[o : o + n]`` at an offset ``o`` uniform in ``[0, M(n) - n]`` drawn with the read's own
-generator.  The window depends only on ``n`` and that generator, not on earlier reads.  Within a
-read the values are exactly i.i.d. N(0, 1); two reads of the same size share a value at the same
-position only when their offsets coincide (probability ``1 / (M(n) - n + 1) < 1 / (3 n)``).
+generator; the read's later draws (output noise, re-reads) follow on from where the previous
+one ended while they fit in ``M``, so the draws of one read do not overlap.  A read depends only
+on its sizes and its generator, not on earlier reads.  Within a read the values are i.i.d.
+N(0, 1); two reads of the same size share a value at the same position only when their offsets
+coincide (probability ``1 / (M(n) - n + 1) < 1 / (3 n)``), but they are windows of one bank, so
+read ``k`` is a shifted copy of read ``k'`` where their windows overlap (device ``i`` of one read
+sees the value of device ``i + o_k - o_k'`` of the other), a correlation across devices, not in
+time, that a matmul over rows averages like independent noise.
 ``sampling: exact`` in the profile bypasses the bank and calls ``randn`` on every read.
 """
 
@@ -52,13 +57,26 @@ class NoiseBank:
             blocks.append(torch.randn(BLOCK, generator=gen, dtype=self.dtype, device=self.device))
         self.bank = torch.cat(blocks)
 
-    def draw(self, shape: torch.Size | tuple[int, ...], generator: torch.Generator) -> Tensor:
-        """``shape`` i.i.d. N(0, 1) values chosen by ``generator``: a read-only view."""
+    def draw(
+        self,
+        shape: torch.Size | tuple[int, ...],
+        generator: torch.Generator,
+        after: int | None = None,
+    ) -> tuple[Tensor, int]:
+        """``shape`` i.i.d. N(0, 1) values: a read-only view, and where the window ends.
+
+        The window starts at an offset drawn with ``generator``, or right ``after`` the previous
+        draw of the same read when it fits in ``M(n)`` (so the draws of one read never overlap).
+        """
         n = 1
         for size in shape:
             n *= size
         span = bank_span(n)
         if self.bank.numel() < span:
             self._grow(span)
-        offset = int(torch.randint(0, span - n + 1, (1,), generator=generator, device=self.device))
-        return self.bank[offset : offset + n].view(shape)
+        if after is not None and after + n <= span:
+            offset = after
+        else:
+            high = span - n + 1
+            offset = int(torch.randint(0, high, (1,), generator=generator, device=self.device))
+        return self.bank[offset : offset + n].view(shape), offset + n

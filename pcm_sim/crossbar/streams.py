@@ -48,6 +48,8 @@ class ChipStreams:
     def __post_init__(self) -> None:
         if isinstance(self.chip_seed, bool) or not isinstance(self.chip_seed, int):
             raise ValueError(f"chip seed: expected an int, got {self.chip_seed!r}")
+        if self.chip_seed < 0:
+            raise ValueError(f"chip seed: expected an int >= 0, got {self.chip_seed}")
         if self.layer < 0:
             raise ValueError(f"layer index: expected >= 0, got {self.layer}")
 

@@ -21,6 +21,7 @@ tensors and plain data by :meth:`state` and restored by :meth:`from_state`.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -118,7 +119,14 @@ class CrossbarArray:
                     lambda block: streams.bank(device, block), torch.float32, device
                 )
             bank = self._bank
-            return lambda shape: bank.draw(shape, generator)
+            end: list[int] = []  # where the read's previous draw ended
+
+            def draw(shape: torch.Size) -> Tensor:
+                values, stop = bank.draw(shape, generator, end[0] if end else None)
+                end[:] = [stop]
+                return values
+
+            return draw
         return lambda shape: torch.randn(
             shape, generator=generator, dtype=torch.float32, device=self.device
         )
@@ -142,7 +150,9 @@ class CrossbarArray:
 
     def drift_to(self, t_s: float) -> None:
         """Move to ``t_s`` seconds after programming, recalibrate compensation, reset reads."""
-        self.t_s = float(t_s)
+        if not (math.isfinite(t_s) and t_s >= 0):
+            raise ValueError(f"t_s: expected a finite time >= 0 s, got {t_s}")
+        self.t_s = float(t_s) + 0.0  # -0.0 and 0.0 name the same streams
         self.read_counter = 0
         self.state = reads.read_state(self.devices, self.t_s, self.profile, self.layout)
         self.alpha = torch.ones((), device=self.device)
@@ -232,11 +242,14 @@ class CrossbarArray:
         y = reads.analog_outputs(u, w_read, self.state, self.profile, k, normals, lines)
         magnitude = (y / k).abs()  # (R, M, out), normalized units of the input full scale
         scope = magnitude if per.range_scope == "column" else magnitude.flatten(1).unsqueeze(-1)
-        ranges = torch.quantile(scope, per.range_percentile / 100.0, dim=1, keepdim=True)
+        rank = max(1, math.ceil(per.range_percentile / 100.0 * scope.shape[1]))
+        ranges = scope.kthvalue(rank, dim=1, keepdim=True).values  # the percentile, any size
         fallback = torch.full_like(ranges, per.output_range)
         out_range = torch.where(ranges > 0, ranges, fallback)  # (R, 1, 1) or (R, 1, out)
         conv = self.converters
         self.converters = periphery.Converters(out_range, conv.adc_gain, conv.adc_offset_lsb)
+        self.baseline = self._reference_readout()  # the reference read through the new ADCs
+        self.drift_to(self.t_s)
 
     # --- writes ---------------------------------------------------------------------------
 

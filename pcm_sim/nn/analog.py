@@ -239,10 +239,14 @@ class AnalogLinear(nn.Module):
         self.crossbar = CrossbarArray.from_state(state, profile, self.weight.device)
 
     def _apply(self, fn: Any, recurse: bool = True) -> AnalogLinear:
-        """``module.to(device)`` also moves the programmed crossbar."""
+        """``module.to(device)`` also moves the programmed crossbar and the HWA generator."""
         super()._apply(fn, recurse)
-        if self.crossbar is not None and self.crossbar.device != self.weight.device:
-            self.crossbar = self.crossbar.to(self.weight.device)
+        device = self.weight.device
+        if self.crossbar is not None and self.crossbar.device != device:
+            self.crossbar = self.crossbar.to(device)
+        if self.hwa_generator is not None and self.hwa_generator.device != device:
+            seed = self.hwa_generator.initial_seed()
+            self.hwa_generator = torch.Generator(device=device).manual_seed(seed)
         return self
 
     def _w_max(self, differentiable: bool) -> Tensor:

@@ -43,8 +43,8 @@ optional and falls back to the default shown by :func:`default_profile_dict`):
     tile's, or each column's (``range_scope``), range set at deployment to the
     ``range_percentile``-th percentile of |y| over calibration reads, saved with the chip).
     ``bound_management``: ``none`` or ``iterative`` (aihwkit's ITERATIVE: a sample whose output
-    saturates a tile's ADC is re-read with its input halved, while the factor stays within
-    ``bm_max_factor`` and the effective DAC resolution within ``bm_max_resolution``).
+    saturates a tile's ADC is re-read with its input halved again, stopping at the first factor
+    above ``bm_max_factor`` or above ``bm_max_resolution`` times the DAC levels).
     ``ir_drop`` (0 = off) and ``ir_drop_g_ratio``: aihwkit's IR-drop approximation along the rows.
     ``adc_gain_std`` / ``adc_offset_lsb_std``: per-converter gain (relative) and offset (in LSB)
     errors drawn once per chip.

@@ -28,9 +28,12 @@ def test_adc_saturation_and_quantization_exact() -> None:
     per = load_profile(
         "ideal", overrides={"periphery.adc_bits": 3, "periphery.output_range": 3.0}
     ).periphery
-    # 3 bits: 3 levels per sign, step 1.0, saturation at +-3
+    # 3 bits: 3 levels per sign, step 1.0, saturation at +-3 (codes, then times the step)
     y = torch.tensor([-7.0, -3.2, -1.4, -0.6, 0.4, 0.5, 1.49, 2.51, 9.0])
-    assert periphery.adc(y, per).tolist() == [-3.0, -3.0, -1.0, -1.0, 0.0, 0.0, 1.0, 3.0, 3.0]
+    codes, unit = periphery.convert_outputs(
+        y.clone(), per, 1.0, periphery.Converters(torch.tensor(3.0))
+    )
+    assert (codes * unit).tolist() == [-3.0, -3.0, -1.0, -1.0, 0.0, 0.0, 1.0, 3.0, 3.0]
 
 
 def test_dac_quantization_and_clip_policy_exact() -> None:
@@ -43,8 +46,9 @@ def test_dac_quantization_and_clip_policy_exact() -> None:
         },
     ).periphery
     x = torch.tensor([[-5.0, -1.0, 0.2, 0.5, 1.2, 4.0]])
-    scale = periphery.input_scale(x, per)
-    u = periphery.dac(x / scale, per)  # x / 2, clipped to [-1, 1], steps of 1/3
+    codes, full_scale, k = periphery.drive_lines(x, per, binary_input=False)
+    assert (full_scale, k) == (2.0, 3.0)
+    u = codes / k  # x / 2, clipped to [-1, 1], steps of 1/3
     # -0.5 * 3 = -1.5 rounds half to even (-2); 0.1 * 3 rounds to 0
     expected = [-1.0, -2 / 3, 0.0, 1 / 3, 2 / 3, 1.0]
     assert u[0].tolist() == pytest.approx(expected)

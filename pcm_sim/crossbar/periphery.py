@@ -27,10 +27,8 @@ from pcm_sim.profiles import PeripheryParams
 Normals = Callable[[torch.Size], Tensor]
 
 __all__ = [
-    "adc",
     "convert_outputs",
     "converter_levels",
-    "dac",
     "drive_lines",
     "input_scale",
     "uses_periphery",
@@ -52,28 +50,6 @@ def input_scale(x: Tensor, periphery: PeripheryParams) -> Tensor:
     if periphery.input_policy == "scale":
         return x.abs().amax(dim=-1, keepdim=True).clamp(min=MIN_INPUT_SCALE)
     return torch.tensor(periphery.input_range, dtype=x.dtype, device=x.device)
-
-
-def dac(x_normalized: Tensor, periphery: PeripheryParams) -> Tensor:
-    """Clip to ``[-1, 1]`` and quantize to the DAC's levels (no-op for ``dac_bits = 0``).
-
-    Works in place on ``x_normalized`` (a fresh tensor from the caller).
-    """
-    x = x_normalized.clamp_(-1.0, 1.0)
-    if periphery.dac_bits:
-        levels = converter_levels(periphery.dac_bits)
-        x = x.mul_(levels).round_().div_(levels)
-    return x
-
-
-def adc(y: Tensor, periphery: PeripheryParams) -> Tensor:
-    """Saturate at ``+-output_range`` and quantize to ``adc_bits`` (ideal where 0), in place."""
-    if periphery.output_range:
-        y = y.clamp_(-periphery.output_range, periphery.output_range)
-        if periphery.adc_bits:
-            step = periphery.output_range / converter_levels(periphery.adc_bits)
-            y = y.div_(step).round_().mul_(step)
-    return y
 
 
 def uses_periphery(periphery: PeripheryParams) -> bool:

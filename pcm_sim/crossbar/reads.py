@@ -6,12 +6,15 @@ batched matmul, :class:`TileLayout`).  At time ``t`` a tile ``k`` holds normaliz
 ``W_k`` (drifted, see :mod:`pcm_sim.crossbar.mapping`) and 1/f read-noise variances ``V_k``
 (devices of a cell add in quadrature), :class:`ReadState`.  A forward read of DAC codes ``u_k``:
 
-    ``y_k = ADC( u_k @ (W_k + sqrt(V_k) Z) + out_noise k Z' )``        (normalized units)
-    ``y   = gain * s * unit * sum_k y_k``,   ``gain = w_max * alpha``
+    ``y_k = ADC_k( u_k @ (W_k + sqrt(V_k) Z) + out_noise k Z' )``      (units of 1 / k)
+    ``y   = sum_k gain_k s_k unit_k r_k y_k``,   ``gain_k = w_max_k * alpha_k``
 
-(:mod:`pcm_sim.crossbar.periphery` for ``s``, ``k`` and ``unit``).  With ``per_sample: false`` one
-noisy array read ``Z`` serves every sample of the call; with ``per_sample: true`` each sample gets
-the exact per-output law ``sqrt(u^2 @ V) Z`` (one extra matmul).  A transposed read drives the
+(:mod:`pcm_sim.crossbar.periphery` for the DAC full scale ``s_k``, the DAC levels ``k`` and the
+ADC step ``unit_k``; ``r_k`` is the bound-management reduction of that tile and sample, 1 without
+a re-read; ``w_max`` and ``alpha`` per layer, column, tile or column of a tile).  With
+``per_sample: false`` one noisy array read ``Z`` serves every sample of the call; with
+``per_sample: true`` each sample gets the exact per-output law ``sqrt(u^2 @ V) Z`` (one extra
+matmul).  A transposed read drives the
 columns with ``e`` and senses the rows (column tiles of ``cols`` summed after their ADCs).
 
 Drift compensation (aihwkit's semantics): right after programming and at time ``t`` every row is
@@ -219,9 +222,10 @@ def forward_read(
 
     ``gain`` (``()``, ``(out,)``, ``(R, 1, 1)`` or ``(R, 1, out)``) multiplies the normalized
     output.  Iterative bound management re-reads, with the input halved again, only the (tile,
-    sample) pairs whose outputs exceeded the ADC range, while the reduction ``r`` stays within
-    ``bm_max_factor`` and ``r / k_dac`` within ``bm_max_resolution``; outputs are scaled back by
-    ``r`` after the ADC.
+    sample) pairs whose outputs exceeded the ADC range; as in aihwkit, it stops at the first
+    reduction ``r`` above ``bm_max_factor`` or above ``bm_max_resolution * k_dac``; outputs are
+    scaled back by ``r`` after the ADC.  A row tile's column tiles share one test (a gap from
+    aihwkit for layers wider than ``tile.cols``, see the README).
     """
     per = profile.periphery
     tiles = layout.split_inputs(x)  # (R, N, rows)

@@ -210,7 +210,7 @@ class AnalogLinear(nn.Module):
         )
 
     def chip_weight_scale(self) -> Tensor:
-        """The chip's ``w_max`` (``()`` or ``(out,)``): the weight mapped to ``g_max``."""
+        """The chip's ``w_max`` (mapped to g_max): ``()``, ``(out,)``, ``(in, 1)``, ``(in, out)``."""
         return self._chip("chip_weight_scale").w_max
 
     def chip_pulses(self) -> Tensor:
@@ -250,7 +250,8 @@ class AnalogLinear(nn.Module):
         return self
 
     def _w_max(self, differentiable: bool) -> Tensor:
-        """``w_max`` of the current weights, crossbar layout: ``()``, ``(out,)`` or ``(in, 1)``."""
+        """``w_max`` of the current weights, crossbar layout: ``()``, ``(out,)``, ``(in, 1)`` or
+        ``(in, out)`` (``tile_column``)."""
         assert self.profile is not None
         weight = self.weight if differentiable else self.weight.detach()
         rows = reads.TileLayout.build(self.in_features, self.profile.tile.rows, weight.device)

@@ -4,7 +4,8 @@ With ``enable_hwa(..., converters=True)`` a training forward computes each row t
 output in the ADC's units and converts it as the chip does, so the network learns to keep its
 outputs in range and to live with the ADC step.  For tile ``k`` of the input rows, with ``s``
 the DAC full scale of the input vector (``max |x|`` under ``scale``, ``input_range`` under
-``clip``, 1 for spikes) and ``w_k`` the weight scale mapped to ``g_max``:
+``clip``, 1 for spikes) of the tile's part of the input vector and ``w_k`` the weight scale mapped
+to ``g_max`` (per tile, per column, or per column of the tile):
 
     ``v_k = (x_k / s) @ (W_k / w_k) [+ out_noise N(0, 1)]``            (normalized units)
     ``y   = sum_k w_k s * q(v_k)``
@@ -50,7 +51,7 @@ def through_converters(
 ) -> Tensor:
     """``(..., in) -> (..., out)``: ``x @ W`` through each tile's ADC (module docstring).
 
-    ``w_max``: ``()``, ``(out,)`` or ``(in, 1)`` (tile scaling), as ``mapping.weight_scale``;
+    ``w_max``: ``()``, ``(out,)``, ``(in, 1)`` or ``(in, out)``, as ``mapping.weight_scale``;
     ``noise``: a generator to add the periphery's output noise before the ADC, or ``None``.
     Differentiable in ``x``, ``weight_in_out`` and ``w_max``.
     """

@@ -210,7 +210,7 @@ class AnalogLinear(nn.Module):
         )
 
     def chip_weight_scale(self) -> Tensor:
-        """The chip's ``w_max`` (mapped to g_max): ``()``, ``(out,)``, ``(in, 1)``, ``(in, out)``."""
+        """The chip's ``w_max`` (maps to g_max): ``()``, ``(out,)``, ``(in, 1)``, ``(in, out)``."""
         return self._chip("chip_weight_scale").w_max
 
     def chip_pulses(self) -> Tensor:

@@ -113,15 +113,21 @@ def _check_layer(where: str, state: Any, in_f: int, out_f: int, profile: DeviceP
             raise ChipFileError(
                 f"{where}: {name}: expected a tensor of shape {shapes[0]}, got {got}"
             )
-    for name in ("adc_gain", "adc_offset_lsb"):
+    per = profile.periphery
+    for name, drawn in (("adc_gain", per.adc_gain_std), ("adc_offset_lsb", per.adc_offset_lsb_std)):
         value = state.get(name)
-        if value is not None and (
-            not isinstance(value, torch.Tensor) or tuple(value.shape) != (tiles, 1, out_f)
-        ):
-            raise ChipFileError(f"{where}: {name}: expected None or shape {(tiles, 1, out_f)}")
+        if not drawn and value is None:
+            continue
+        if not isinstance(value, torch.Tensor) or tuple(value.shape) != (tiles, 1, out_f):
+            expected_what = f"shape {(tiles, 1, out_f)}" if drawn else "None"
+            raise ChipFileError(f"{where}: {name}: expected {expected_what} for this profile")
+        if value.dtype != torch.float32 or not bool(torch.isfinite(value).all()):
+            raise ChipFileError(f"{where}: {name}: expected finite float32 values")
     for name in ("g_prog_us", "nu", "w_max", "baseline", "out_range"):
         if not bool(torch.isfinite(state[name]).all()):
             raise ChipFileError(f"{where}: {name}: expected finite values")
+    if bool((state["out_range"] < 0).any()):
+        raise ChipFileError(f"{where}: out_range: expected ADC ranges >= 0")
     for name in ("chip_seed", "layer", "write_epoch"):
         value = state.get(name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:

@@ -46,23 +46,7 @@ def _ours(w: torch.Tensor, x: torch.Tensor, profile: DeviceProfile) -> torch.Ten
 
 
 def _aihwkit(w: torch.Tensor, x: torch.Tensor, profile: DeviceProfile) -> torch.Tensor:
-    from aihwkit.nn import AnalogLinear
-
-    from pcm_sim.backends.aihwkit import rpu_config_from_profile
-
-    outs = []
-    for chip in range(CHIPS):
-        torch.manual_seed(100 + chip)
-        layer = AnalogLinear(
-            w.shape[0], w.shape[1], bias=False, rpu_config=rpu_config_from_profile(profile)
-        )
-        layer.set_weights(w.t().contiguous())
-        layer.eval()
-        layer.program_analog_weights()
-        layer.drift_analog_weights(ONE_DAY)
-        with torch.no_grad():
-            outs.append(layer(x))
-    return torch.stack(outs)
+    return torch.stack([_aihwkit_once(w, x, profile, 100 + chip) for chip in range(CHIPS)])
 
 
 def _compare(ours: torch.Tensor, theirs: torch.Tensor, ideal: torch.Tensor) -> tuple[float, float]:
@@ -117,12 +101,15 @@ def _one_chip(
     return (mine.mvm(x) - _aihwkit_once(w, x, theirs)).abs()
 
 
-def _aihwkit_once(w: torch.Tensor, x: torch.Tensor, profile: DeviceProfile) -> torch.Tensor:
+def _aihwkit_once(
+    w: torch.Tensor, x: torch.Tensor, profile: DeviceProfile, seed: int = 0
+) -> torch.Tensor:
+    """One aihwkit chip (torch's global seed ``seed``) programmed with ``w``, at one day."""
     from aihwkit.nn import AnalogLinear
 
     from pcm_sim.backends.aihwkit import rpu_config_from_profile
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     layer = AnalogLinear(
         w.shape[0], w.shape[1], bias=False, rpu_config=rpu_config_from_profile(profile)
     )

@@ -183,7 +183,6 @@ def verify_devices(
     if not math.isfinite(verify_t_s) or verify_t_s < 0:
         raise ValueError(f"verify_t_s: expected a finite time >= 0 s, got {verify_t_s}")
     rewrite = _rewrite_profile(profile)
-    gen = generator
     shape = targets_us.shape
     target = targets_us.reshape(-1)  # (D,) all devices, flat
     g = devices.g_prog_us.reshape(-1).clone()  # (D,)
@@ -193,7 +192,7 @@ def verify_devices(
 
     def write_devices(idx: Tensor) -> None:
         """One pulse on each device ``idx``: fresh g_prog and nu; stuck devices keep theirs."""
-        fresh = pcm.program_devices(target[idx], rewrite, gen)
+        fresh = pcm.program_devices(target[idx], rewrite, generator)
         keep = stuck[idx]
         g[idx] = torch.where(keep, g[idx], fresh.g_prog_us)
         nu[idx] = torch.where(keep, nu[idx], fresh.nu)
@@ -202,9 +201,9 @@ def verify_devices(
     def failing(idx: Tensor) -> Tensor:
         """Indices of ``idx`` whose verify read (mean of ``reads_per_verify``) misses ``tol``."""
         sub = pcm.ProgrammedDevices(g_prog_us=g[idx], nu=nu[idx], stuck=stuck[idx])
-        read = pcm.conductance_at(sub, verify_t_s, profile, gen)
+        read = pcm.conductance_at(sub, verify_t_s, profile, generator)
         for _ in range(reads_per_verify - 1):
-            read = read + pcm.conductance_at(sub, verify_t_s, profile, gen)
+            read = read + pcm.conductance_at(sub, verify_t_s, profile, generator)
         read = read / reads_per_verify
         return idx[(read - target[idx]).abs() > tol_us]
 

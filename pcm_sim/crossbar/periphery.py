@@ -16,6 +16,7 @@ the ADC to ``y_u``; the normalized output is then ``y_u * unit * s``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -27,10 +28,14 @@ from pcm_sim.profiles import PeripheryParams
 Normals = Callable[[torch.Size], Tensor]
 
 __all__ = [
+    "Converters",
+    "add_output_noise",
+    "bound_management_limit",
     "convert_outputs",
     "converter_levels",
     "drive_lines",
     "input_scale",
+    "saturated",
     "uses_periphery",
 ]
 
@@ -97,6 +102,14 @@ def drive_lines(
     if levels:
         u = u.round_()
     return u, full_scale, k
+
+
+def bound_management_limit(periphery: PeripheryParams) -> float:
+    """Bound management stops at the first reduction above this (aihwkit's ``max_bm_factor``,
+    and ``max_bm_res`` times the DAC levels when there is a DAC)."""
+    levels = converter_levels(periphery.dac_bits) if periphery.dac_bits else 0
+    resolution = periphery.bm_max_resolution * levels if levels else math.inf
+    return min(periphery.bm_max_factor, resolution)
 
 
 def add_output_noise(y: Tensor, periphery: PeripheryParams, k: float, normals: Normals) -> Tensor:

@@ -268,16 +268,13 @@ def _bound_management(
     (one batched matmul per round over all tiles; pairs that did not saturate keep their value).
     """
     per = profile.periphery
-    dac_levels = periphery.converter_levels(per.dac_bits) if per.dac_bits else 0
+    limit = periphery.bound_management_limit(per)
     sat = periphery.saturated(y, converters, k)  # (R, N)
     if not bool(sat.any()):
         return None, y
     reduction = torch.ones(*sat.shape, 1, dtype=y.dtype, device=y.device)  # (R, N, 1)
     factor = 1.0
-    while bool(sat.any()):
-        limit = per.bm_max_resolution * dac_levels if dac_levels else math.inf
-        if factor > per.bm_max_factor or factor > limit:
-            break
+    while bool(sat.any()) and factor <= limit:
         factor *= 2.0
         rows = sat.any(dim=0).nonzero().squeeze(1)  # (N',) samples with a saturated tile
         reduction[:, rows] = torch.where(sat[:, rows, None], factor, reduction[:, rows])

@@ -39,6 +39,13 @@ CHIP_STATE_FORMAT = "pcm-sim-crossbar/1"
 _TENSOR_FIELDS = ("w_max", "g_target_us", "g_prog_us", "nu", "stuck", "pulses", "baseline")
 
 
+def _rows_of(x: Tensor, width: int) -> Tensor:
+    """``(..., width) -> (N, width)`` float32 vectors of one read, or a one-line error."""
+    if x.shape[-1] != width:
+        raise ValueError(f"input: expected last dim {width}, got shape {tuple(x.shape)}")
+    return x.reshape(-1, width).to(torch.float32)
+
+
 class CrossbarArray:
     """A weight matrix programmed onto PCM tiles.
 
@@ -178,11 +185,7 @@ class CrossbarArray:
 
         ``binary_input``: inputs are spikes in {0, 1}; they drive the rows directly, no DAC.
         """
-        if x.shape[-1] != self.in_features:
-            raise ValueError(
-                f"input: expected last dim {self.in_features}, got shape {tuple(x.shape)}"
-            )
-        flat = x.reshape(-1, self.in_features).to(torch.float32)  # (N, in)
+        flat = _rows_of(x, self.in_features)  # (N, in)
         out = reads.forward_read(
             flat,
             self.state,
@@ -197,11 +200,7 @@ class CrossbarArray:
 
     def mvm_transposed(self, e: Tensor, binary_input: bool = False) -> Tensor:
         """Analog ``e @ W^T``: ``(..., out) -> (..., in)``, one read (columns driven)."""
-        if e.shape[-1] != self.out_features:
-            raise ValueError(
-                f"input: expected last dim {self.out_features}, got shape {tuple(e.shape)}"
-            )
-        flat = e.reshape(-1, self.out_features).to(torch.float32)  # (N, out)
+        flat = _rows_of(e, self.out_features)  # (N, out)
         out = reads.transposed_read(
             flat,
             self.state,

@@ -19,8 +19,6 @@ range and the step both grow by ``2^m``, ``m`` the smallest count that brings th
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
@@ -32,9 +30,7 @@ __all__ = ["through_converters"]
 
 def _max_reduction(profile: DeviceProfile) -> float:
     """The largest bound-management reduction the chip reaches (see ``reads.forward_read``)."""
-    per = profile.periphery
-    levels = periphery.converter_levels(per.dac_bits) if per.dac_bits else 0
-    limit = min(per.bm_max_factor, per.bm_max_resolution * levels if levels else math.inf)
+    limit = periphery.bound_management_limit(profile.periphery)
     factor = 1.0
     while factor <= limit:
         factor *= 2.0

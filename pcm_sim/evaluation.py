@@ -1,9 +1,9 @@
 """Evaluate a trained model on simulated chips over drift time.
 
-For each chip seed the model is programmed once (:func:`deploy`), then moved to each time
-(:func:`drift_to`, with the profile's drift compensation) and scored on the test split with a
-fixed input-encoding seed, so chips differ only by their devices.  Reports mean and std over
-chips.
+For each chip seed the model is programmed once (:func:`score_chip` -> :func:`deploy`), then
+moved to each time (:func:`drift_to`, with the profile's drift compensation) and scored by its
+task (:mod:`pcm_sim.tasks`: a recipe's test split, or your own data and metric) with a fixed
+input-encoding seed, so chips differ only by their devices.  Reports mean and std over chips.
 """
 
 from __future__ import annotations
@@ -15,19 +15,21 @@ from typing import Any
 
 from torch import nn
 
-from pcm_sim.families import FAMILIES
 from pcm_sim.nn.analog import analog_layers, deploy, drift_to
 from pcm_sim.nn.chips import load_chip
 from pcm_sim.profiles import DeviceProfile, load_profile
 from pcm_sim.seeds import EVAL_INPUT_SEED, input_generator
+from pcm_sim.tasks import EvaluationTask, RecipeTask
 
 __all__ = [
     "DEFAULT_TIMES",
     "TIME_LABELS",
+    "as_task",
     "evaluate_on_chips",
     "evaluate_saved_chip",
     "parse_time",
-    "score_over_time",
+    "score_chip",
+    "score_programmed",
 ]
 
 DEFAULT_TIMES = (60.0, 3600.0, 86_400.0, 30 * 86_400.0, 365 * 86_400.0)
@@ -66,27 +68,66 @@ def parse_time(text: str) -> float:
     return value
 
 
-def score_over_time(
+def as_task(task: EvaluationTask | dict[str, Any]) -> EvaluationTask:
+    """``task`` itself, or the :class:`RecipeTask` of a recipe dict (a checkpoint's recipe)."""
+    return RecipeTask(task) if isinstance(task, dict) else task
+
+
+def score_programmed(
     chip_model: nn.Module,
-    recipe: dict[str, Any],
+    task: EvaluationTask | dict[str, Any],
     times: Sequence[float],
     mode: str = "default",
     limit: int | None = None,
     input_seed: int = EVAL_INPUT_SEED,
 ) -> list[float]:
-    """The recipe's metric of a programmed model at each of ``times`` (seconds)."""
-    family = FAMILIES[recipe["family"]]
+    """The task's metric of an already programmed model at each of ``times`` (seconds).
+
+    Every score draws its input encoding from a fresh generator of ``input_seed``.
+    """
+    question = as_task(task)
     values = []
     for t in times:
         drift_to(chip_model, float(t))
-        score = family.evaluate(chip_model, recipe, input_generator(input_seed), mode, limit)
-        values.append(float(score[family.metric]))
+        score = question.evaluate(chip_model, input_generator(input_seed), mode, limit)
+        values.append(float(score[question.metric_name]))
     return values
+
+
+def score_chip(
+    model: nn.Module,
+    task: EvaluationTask | dict[str, Any],
+    profile: str | DeviceProfile,
+    seed: int,
+    times: Sequence[float],
+    mode: str = "default",
+    limit: int | None = None,
+    input_seed: int = EVAL_INPUT_SEED,
+    backend: str | None = None,
+) -> list[float]:
+    """Program a copy of ``model`` as chip ``seed`` of ``profile`` and score it at ``times``.
+
+    The one definition of "the metric of chip ``seed`` at time ``t``" behind ``evaluate``,
+    sweep cells, ``validate`` and hardware-in-the-loop baselines: the chip is a value of
+    (weights, profile, seed), calibrated with the task's calibration batch when the profile
+    calibrates its ADC ranges, and the input encoding comes from ``input_seed`` alone.
+    ``model`` itself is left untouched.
+    """
+    question = as_task(task)
+    chip_model = copy.deepcopy(model)
+    deploy(
+        chip_model,
+        profile,
+        seed=seed,
+        backend=backend,  # type: ignore[arg-type]
+        calibration_input=question.calibration_batch(),
+    )
+    return score_programmed(chip_model, question, times, mode, limit, input_seed)
 
 
 def evaluate_on_chips(
     model: nn.Module,
-    recipe: dict[str, Any],
+    task: EvaluationTask | dict[str, Any],
     profile: str | DeviceProfile,
     times: Sequence[float] = DEFAULT_TIMES,
     chips: int = 5,
@@ -99,23 +140,24 @@ def evaluate_on_chips(
 ) -> dict[str, Any]:
     """Score ``model`` on chips ``seed .. seed + chips - 1`` of ``profile`` at each of ``times``.
 
-    Every score uses the input-encoding seed ``input_seed`` (:mod:`pcm_sim.seeds`); one chip
-    visits every time, which gives the same numbers as a fresh chip per time (a chip is a value).
+    ``task`` is a task (:mod:`pcm_sim.tasks`) or a recipe dict.  Every score uses the
+    input-encoding seed ``input_seed`` (:mod:`pcm_sim.seeds`); one chip visits every time, which
+    gives the same numbers as a fresh chip per time (a chip is a value).
     """
     prof = load_profile(profile)
-    family = FAMILIES[recipe["family"]]
+    question = as_task(task)
     per_time: dict[float, list[float]] = {float(t): [] for t in times}
     for chip in range(chips):
-        chip_model = copy.deepcopy(model)
-        deploy(chip_model, prof, seed=seed + chip, backend=backend)  # type: ignore[arg-type]
-        scores = score_over_time(chip_model, recipe, times, mode, limit, input_seed)
+        scores = score_chip(
+            model, question, prof, seed + chip, times, mode, limit, input_seed, backend
+        )
         for t, value in zip(times, scores, strict=True):
             per_time[float(t)].append(value)
             if log:
-                log(f"chip {seed + chip} t={t:g}s {family.metric} {value:.4f}")
+                log(f"chip {seed + chip} t={t:g}s {question.metric_name} {value:.4f}")
     return {
         "profile": prof.name,
-        "metric": family.metric,
+        "metric": question.metric_name,
         "chips": chips,
         "mode": mode,
         "input_seed": input_seed,
@@ -125,7 +167,7 @@ def evaluate_on_chips(
 
 def evaluate_saved_chip(
     model: nn.Module,
-    recipe: dict[str, Any],
+    task: EvaluationTask | dict[str, Any],
     chip_path: str,
     times: Sequence[float] = DEFAULT_TIMES,
     mode: str = "default",
@@ -134,16 +176,16 @@ def evaluate_saved_chip(
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Score the chip saved at ``chip_path`` (:func:`pcm_sim.save_chip`) at each of ``times``."""
-    family = FAMILIES[recipe["family"]]
+    question = as_task(task)
     chip_model = load_chip(copy.deepcopy(model), chip_path)
     profile = analog_layers(chip_model)[0].profile
-    scores = score_over_time(chip_model, recipe, times, mode, limit, input_seed)
+    scores = score_programmed(chip_model, question, times, mode, limit, input_seed)
     per_time = {float(t): [value] for t, value in zip(times, scores, strict=True)}
     if log:
-        log(f"saved chip {chip_path}: {family.metric} {scores}")
+        log(f"saved chip {chip_path}: {question.metric_name} {scores}")
     return {
         "profile": profile.name if profile is not None else "?",
-        "metric": family.metric,
+        "metric": question.metric_name,
         "chips": 1,
         "chip_file": str(chip_path),
         "mode": mode,

@@ -40,7 +40,7 @@ from torch import Tensor, nn
 from pcm_sim.crossbar.calibration import DEFAULT_MAX_ITERATIONS, DEFAULT_TOLERANCE_GMAX
 from pcm_sim.data import batch_sequences, bernoulli_rate_code, frame_nll, load_chorales
 from pcm_sim.data.fashion_mnist import load_fashion_mnist
-from pcm_sim.evaluation import score_over_time
+from pcm_sim.evaluation import score_programmed
 from pcm_sim.families import FAMILIES
 from pcm_sim.nn.analog import AnalogLinear, analog_layers, deploy
 from pcm_sim.nn.chips import save_chip
@@ -361,6 +361,6 @@ def correct_and_evaluate(
         result["hil"] = hil_finetune(chip, hil_task, config, log).to_dict()
     if save_chip_path is not None:
         save_chip(chip, save_chip_path)
-    result["values"] = score_over_time(chip, recipe, times, "default", limit, eval_seed)
+    result["values"] = score_programmed(chip, recipe, times, "default", limit, eval_seed)
     result.update(_pulse_stats(chip))
     return result

@@ -18,12 +18,13 @@ from pcm_sim.nn.analog import (
     enable_hwa,
 )
 from pcm_sim.nn.chips import ChipFileError, load_chip, save_chip
-from pcm_sim.nn.conv import AnalogConv2d
+from pcm_sim.nn.conv import AnalogConv1d, AnalogConv2d
 from pcm_sim.profiles import DeviceProfile, ProfileError, list_profiles, load_profile
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AnalogConv1d",
     "AnalogConv2d",
     "AnalogLinear",
     "ChipFileError",

@@ -192,18 +192,17 @@ class PhasorConv2d(nn.Module):
     def _drive(self, spikes: Tensor) -> Tensor:
         """Column outputs of every patch: ``(steps, B, C, H, W)`` -> ``(steps, B, out, H', W')``."""
         conv = self.synapses
-        k, c_in = conv.kernel_size, conv.in_channels
+        kh, kw = conv.kernel_size
+        c_in = conv.in_channels
         h, w = spikes.shape[-2:]
-        h_out = (h + 2 * conv.padding - k) // conv.stride + 1
-        w_out = (w + 2 * conv.padding - k) // conv.stride + 1
+        h_out, w_out = conv.output_size(h, w)
         frames = spikes.reshape(-1, c_in, h, w)  # (N, C, H, W)
-        per_frame = c_in * k * k * h_out * w_out
+        per_frame = c_in * kh * kw * h_out * w_out
         chunk = max(1, CHUNK_ELEMENTS // per_frame)
         out = frames.new_empty(frames.shape[0], conv.out_channels, h_out, w_out)
         for start in range(0, frames.shape[0], chunk):
-            block = frames[start : start + chunk]  # (n, C, H, W)
-            cols = F.unfold(block, k, padding=conv.padding, stride=conv.stride)  # (n, Ckk, L)
-            y = read_events(conv.linear, cols.transpose(1, 2))  # (n, L, out)
+            cols = conv.patches(frames[start : start + chunk])  # (n, L, Ckk)
+            y = read_events(conv.linear, cols)  # (n, L, out)
             out[start : start + chunk] = y.transpose(1, 2).reshape(
                 -1, conv.out_channels, h_out, w_out
             )

@@ -1,0 +1,1 @@
+"""Networks from other tools: snntorch modules and NIR graphs, onto analog arrays."""

@@ -8,8 +8,16 @@ Public API::
     pcm_sim.drift_to(model, 86_400.0)          # one day later, with drift compensation
     pcm_sim.save_chip(model, "chip.pt")        # the programmed chip, tensors and plain data
     pcm_sim.load_chip(other_model, "chip.pt")  # the same chip, read for read
+
+Your own network: ``pcm_sim.convert(torch_model, profile)``, ``pcm_sim.from_snntorch(net)``,
+``pcm_sim.from_nir(graph, dt)`` / ``pcm_sim.to_nir(model)``; ``pcm_sim.Task`` says how to score
+it (data, metric) for ``pcm-sim evaluate --task`` and studies.
 """
 
+from pcm_sim.convert import ConversionError, convert
+from pcm_sim.interop.nir import from_nir
+from pcm_sim.interop.nir_export import to_nir
+from pcm_sim.interop.snntorch import from_snntorch
 from pcm_sim.nn.analog import (
     AnalogLinear,
     analog_layers,
@@ -20,6 +28,7 @@ from pcm_sim.nn.analog import (
 from pcm_sim.nn.chips import ChipFileError, load_chip, save_chip
 from pcm_sim.nn.conv import AnalogConv1d, AnalogConv2d
 from pcm_sim.profiles import DeviceProfile, ProfileError, list_profiles, load_profile
+from pcm_sim.tasks import Task, TaskError
 
 __version__ = "0.1.0"
 
@@ -28,14 +37,21 @@ __all__ = [
     "AnalogConv2d",
     "AnalogLinear",
     "ChipFileError",
+    "ConversionError",
     "DeviceProfile",
     "ProfileError",
+    "Task",
+    "TaskError",
     "analog_layers",
+    "convert",
     "deploy",
     "drift_to",
     "enable_hwa",
+    "from_nir",
+    "from_snntorch",
     "list_profiles",
     "load_chip",
     "load_profile",
     "save_chip",
+    "to_nir",
 ]

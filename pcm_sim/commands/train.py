@@ -1,4 +1,4 @@
-"""``pcm-sim train RECIPE`` and ``pcm-sim evaluate CHECKPOINT``."""
+"""``pcm-sim train RECIPE`` and ``pcm-sim evaluate CHECKPOINT | --task SPEC | --nir FILE``."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from pcm_sim.commands.args import (
 from pcm_sim.evaluation import DEFAULT_TIMES, evaluate_on_chips, evaluate_saved_chip
 from pcm_sim.seeds import EVAL_INPUT_SEED
 from pcm_sim.studies.outputs import output_dir_problem, write_text_atomic
-from pcm_sim.training.checkpoint import load_checkpoint, train_recipe
+from pcm_sim.training.checkpoint import train_recipe
 
 __all__ = ["register"]
 
@@ -40,8 +40,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     train.set_defaults(handler=_train)
 
-    ev = sub.add_parser("evaluate", help="evaluate a checkpoint on simulated chips over drift time")
-    ev.add_argument("checkpoint")
+    ev = sub.add_parser(
+        "evaluate",
+        help="evaluate a checkpoint, your own task or a NIR graph on simulated chips over time",
+    )
+    ev.add_argument("checkpoint", nargs="?", default=None, help="a checkpoint (pcm-sim train)")
+    ev.add_argument(
+        "--task", default=None, help="your own task: package.module:function or file.py:function"
+    )
+    ev.add_argument("--nir", default=None, help="a NIR graph file (with --dt and --steps)")
+    ev.add_argument("--dt", type=float, default=None, help="NIR: Euler time step (s)")
+    ev.add_argument("--steps", type=positive_int, default=None, help="NIR: time steps per image")
+    ev.add_argument(
+        "--encoding", choices=["rate", "direct"], default="rate", help="NIR: input encoding"
+    )
     ev.add_argument("--profile", default="pcm_nandakumar2019")
     ev.add_argument(
         "--times",
@@ -90,19 +102,35 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    model, payload = load_checkpoint(args.checkpoint)
-    recipe = payload["recipe"]
-    if args.data_dir:
-        recipe["data"]["data_dir"] = args.data_dir
+    from pcm_sim.cli import BadInputError
+    from pcm_sim.task_sources import load_source
+
+    given = [
+        (k, v)
+        for k, v in (("checkpoint", args.checkpoint), ("task", args.task), ("nir", args.nir))
+        if v
+    ]
+    if len(given) != 1:
+        raise BadInputError(
+            "evaluate: expected exactly one of CHECKPOINT, --task or --nir, got "
+            + (", ".join(k for k, _ in given) or "none")
+        )
+    kind, ref = given[0]
+    options = {"dt": args.dt, "steps": args.steps, "encoding": args.encoding}
+    options["data_dir"] = args.data_dir
+    if args.dt is not None and not args.dt > 0:
+        raise BadInputError(f"evaluate: --dt: expected a time step > 0 s, got {args.dt}")
+    source = load_source(kind, ref, options)
     times = args.times or list(DEFAULT_TIMES)
+    software = source.software_score(args.mode, args.limit, args.input_seed)
     if args.chip:
         result = evaluate_saved_chip(
-            model, recipe, args.chip, times, args.mode, args.limit, args.input_seed
+            source.model, source.task, args.chip, times, args.mode, args.limit, args.input_seed
         )
     else:
         result = evaluate_on_chips(
-            model,
-            recipe,
+            source.model,
+            source.task,
             args.profile,
             times,
             args.chips,
@@ -112,10 +140,11 @@ def _evaluate(args: argparse.Namespace) -> int:
             input_seed=args.input_seed,
             backend=args.backend,
         )
-    result["software"] = payload["software"]
+    result["software"] = {result["metric"]: software}
+    result["source"] = {"kind": kind, "ref": ref}
     chips = f"chip file {args.chip}" if args.chip else f"{args.chips} chips from seed {args.seed}"
-    print(f"{recipe['name']} on {result['profile']} ({chips}, mode {args.mode})")
-    print(f"  software: {result['metric']} {payload['software'][result['metric']]:.4f}")
+    print(f"{source.task.name} on {result['profile']} ({chips}, mode {args.mode})")
+    print(f"  software: {result['metric']} {software:.4f}")
     for row in result["rows"]:
         print(f"  {row['label']:>8s}: {row['mean']:.4f} +- {row['std']:.4f}")
     if args.json:

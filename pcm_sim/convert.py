@@ -135,9 +135,9 @@ def convert(
     replacements: list[tuple[nn.Module, str, nn.Module]] = []
     twins: dict[int, nn.Module] = {}  # a layer shared by two parents stays shared
     for name, module in target.named_modules():
-        for child_name, child in module.named_children():
+        for child_name, child in list(module._modules.items()):  # every slot, shared or not
             full = f"{name}.{child_name}" if name else child_name
-            if _matches(full, digital):
+            if child is None or _matches(full, digital):
                 continue
             if isinstance(child, UNSUPPORTED):
                 raise ConversionError(

@@ -148,11 +148,14 @@ class EulerNeurons(StatefulLayer):
         self.kind = kind
         self.dt = float(dt)
         self.nir_params = {k: np.asarray(v, dtype=np.float32) for k, v in params.items()}
-        tau = self._param("tau_mem" if kind == "CubaLIF" else "tau", None)
-        leaky = kind in ("LIF", "CubaLIF", "LI")
         r = self._param("r", 1.0)
-        self.register_buffer("leak_rate", self.dt / tau if leaky else torch.zeros(()))
-        self.register_buffer("gain", self.dt * r / tau if leaky else self.dt * r)
+        if kind in ("LIF", "CubaLIF", "LI"):
+            tau = self._param("tau_mem" if kind == "CubaLIF" else "tau", None)
+            self.register_buffer("leak_rate", self.dt / tau)
+            self.register_buffer("gain", self.dt * r / tau)
+        else:  # IF and the integrator: no leak
+            self.register_buffer("leak_rate", torch.zeros(()))
+            self.register_buffer("gain", self.dt * r)
         self.register_buffer("v_leak", self._param("v_leak", 0.0))
         self.register_buffer("threshold", self._param("v_threshold", 0.0))
         self.register_buffer("v_reset", self._param("v_reset", 0.0))

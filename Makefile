@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q scikit-build pybind11 cmake ninja mypy setuptools wheel
 	$(BIN)/python -c "import aihwkit" 2>/dev/null || PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pip install -q --no-build-isolation aihwkit==1.2.0
-	$(BIN)/pip install -q --no-build-isolation -e ".[dev]"
+	$(BIN)/pip install -q --no-build-isolation -e ".[dev,snn]"
 	@touch $(STAMP)
 
 test: setup

@@ -13,17 +13,31 @@
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from pcm_sim.seeds import EVAL_INPUT_SEED, input_generator
 from pcm_sim.tasks import EvaluationTask, RecipeTask, TaskError, load_entry_point
 
-__all__ = ["SOURCE_KINDS", "Source", "load_source"]
+__all__ = ["NIR_DATA_KEYS", "SOURCE_KINDS", "Source", "load_source"]
 
 SOURCE_KINDS = ("checkpoint", "task", "nir")
+NIR_DATA_KEYS = {"dt", "steps", "encoding", "data_dir"}
+"""The data spec of a NIR source (``dt`` and ``steps`` required)."""
+
+
+def _hash_tensors(digest: Any, tensors: Iterable[torch.Tensor]) -> None:
+    for tensor in tensors:
+        t = tensor.detach().to("cpu").contiguous()
+        digest.update(str((tuple(t.shape), str(t.dtype))).encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
 
 
 @dataclass
@@ -36,6 +50,21 @@ class Source:
     task: EvaluationTask
     software: dict[str, float] | None = None
     options: dict[str, Any] = field(default_factory=dict)
+
+    def fingerprint(self) -> str:
+        """SHA-256 of what the source computes: the checkpoint or NIR file's bytes, or (an entry
+        point) the model's weights and buffers and the test data, plus the source's options."""
+        digest = hashlib.sha256(json.dumps([self.kind, self.options], sort_keys=True).encode())
+        if self.kind in ("checkpoint", "nir"):
+            digest.update(Path(self.ref).read_bytes())
+            return digest.hexdigest()
+        state = self.model.state_dict()
+        digest.update(json.dumps(sorted(state)).encode())
+        _hash_tensors(digest, (state[k] for k in sorted(state)))
+        data = getattr(self.task, "data", [])
+        for inputs, target in data:
+            _hash_tensors(digest, (inputs, target))
+        return digest.hexdigest()
 
     def software_score(
         self, mode: str = "default", limit: int | None = None, input_seed: int = EVAL_INPUT_SEED

@@ -13,10 +13,15 @@ import argparse
 import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pcm_sim.studies.outputs import output_dir_problem, output_file_problem
 
+if TYPE_CHECKING:
+    from pcm_sim.task_sources import Source
+
 __all__ = [
+    "add_source_arguments",
     "existing_dir",
     "fraction",
     "nonnegative_int",
@@ -24,6 +29,7 @@ __all__ = [
     "output_file",
     "positive_float",
     "positive_int",
+    "source_from_arguments",
     "time_value",
 ]
 
@@ -109,3 +115,41 @@ def output_dir(text: str) -> str:
     if problem:
         raise argparse.ArgumentTypeError(problem)
     return text
+
+
+def add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    """The model to study: ``CHECKPOINT``, ``--task SPEC`` or ``--nir FILE`` (+ data spec)."""
+    parser.add_argument("checkpoint", nargs="?", default=None, help="a checkpoint (pcm-sim train)")
+    parser.add_argument(
+        "--task", default=None, help="your own task: package.module:function or file.py:function"
+    )
+    parser.add_argument("--nir", default=None, help="a NIR graph file (with --dt and --steps)")
+    parser.add_argument("--dt", type=positive_float, default=None, help="NIR: Euler step (s)")
+    parser.add_argument("--steps", type=_integer(1), default=None, help="NIR: time steps per image")
+    parser.add_argument(
+        "--encoding", choices=["rate", "direct"], default="rate", help="NIR: input encoding"
+    )
+    parser.add_argument(
+        "--data-dir", type=existing_dir, default=None, help="directory of IDX files"
+    )
+
+
+def source_from_arguments(args: argparse.Namespace, command: str) -> Source:
+    """The :class:`~pcm_sim.task_sources.Source` named by :func:`add_source_arguments`."""
+    from pcm_sim.cli import BadInputError
+    from pcm_sim.task_sources import load_source
+
+    named = (("checkpoint", args.checkpoint), ("task", args.task), ("nir", args.nir))
+    given = [(kind, ref) for kind, ref in named if ref]
+    if len(given) != 1:
+        raise BadInputError(
+            f"{command}: expected exactly one of CHECKPOINT, --task or --nir, got "
+            + (", ".join(kind for kind, _ in given) or "none")
+        )
+    kind, ref = given[0]
+    if kind == "nir":
+        options = {"dt": args.dt, "steps": args.steps, "encoding": args.encoding}
+        options["data_dir"] = args.data_dir
+    else:
+        options = {"data_dir": args.data_dir} if args.data_dir else {}
+    return load_source(kind, ref, options)

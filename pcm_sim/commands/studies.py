@@ -6,7 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from pcm_sim.commands.args import output_dir, output_file, positive_int
+from pcm_sim.commands.args import (
+    add_source_arguments,
+    output_dir,
+    output_file,
+    positive_int,
+    source_from_arguments,
+)
 from pcm_sim.studies.outputs import output_dir_problem, output_file_problem
 
 __all__ = ["register"]
@@ -58,7 +64,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     validate = sub.add_parser(
         "validate", help="pre-silicon validation report (exit 0 pass, 1 fail, 2 bad input)"
     )
-    validate.add_argument("checkpoint")
+    add_source_arguments(validate)
     validate.add_argument("--profile", required=True, help="profile name or YAML path")
     validate.add_argument("--spec", required=True, help="validation spec YAML")
     validate.add_argument("--out", type=output_dir, required=True, help="report directory")
@@ -113,13 +119,14 @@ def _validate(args: argparse.Namespace) -> int:
     from pcm_sim.studies.executors import make_executor
     from pcm_sim.studies.validate import load_spec, run_validation, write_report
 
+    source = source_from_arguments(args, "validate")
     spec = load_spec(args.spec)
     if args.chips is not None:
         spec = spec.with_chips(args.chips)
     executor = make_executor(args.workers, args.scheduler)
     try:
         report = run_validation(
-            args.checkpoint, args.profile, spec, executor, progress=not args.no_progress, log=_log
+            source, args.profile, spec, executor, progress=not args.no_progress, log=_log
         )
     finally:
         executor.close()

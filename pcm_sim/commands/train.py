@@ -7,11 +7,13 @@ import json
 from pathlib import Path
 
 from pcm_sim.commands.args import (
+    add_source_arguments,
     existing_dir,
     nonnegative_int,
     output_dir,
     output_file,
     positive_int,
+    source_from_arguments,
     time_value,
 )
 from pcm_sim.evaluation import DEFAULT_TIMES, evaluate_on_chips, evaluate_saved_chip
@@ -44,16 +46,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "evaluate",
         help="evaluate a checkpoint, your own task or a NIR graph on simulated chips over time",
     )
-    ev.add_argument("checkpoint", nargs="?", default=None, help="a checkpoint (pcm-sim train)")
-    ev.add_argument(
-        "--task", default=None, help="your own task: package.module:function or file.py:function"
-    )
-    ev.add_argument("--nir", default=None, help="a NIR graph file (with --dt and --steps)")
-    ev.add_argument("--dt", type=float, default=None, help="NIR: Euler time step (s)")
-    ev.add_argument("--steps", type=positive_int, default=None, help="NIR: time steps per image")
-    ev.add_argument(
-        "--encoding", choices=["rate", "direct"], default="rate", help="NIR: input encoding"
-    )
+    add_source_arguments(ev)
     ev.add_argument("--profile", default="pcm_nandakumar2019")
     ev.add_argument(
         "--times",
@@ -80,7 +73,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ev.add_argument(
         "--limit", type=positive_int, default=None, help="evaluate on the first N test samples"
     )
-    ev.add_argument("--data-dir", type=existing_dir, default=None)
     ev.add_argument("--json", type=output_file, default=None, help="write the results as JSON")
     ev.set_defaults(handler=_evaluate)
 
@@ -102,25 +94,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from pcm_sim.cli import BadInputError
-    from pcm_sim.task_sources import load_source
-
-    given = [
-        (k, v)
-        for k, v in (("checkpoint", args.checkpoint), ("task", args.task), ("nir", args.nir))
-        if v
-    ]
-    if len(given) != 1:
-        raise BadInputError(
-            "evaluate: expected exactly one of CHECKPOINT, --task or --nir, got "
-            + (", ".join(k for k, _ in given) or "none")
-        )
-    kind, ref = given[0]
-    options = {"dt": args.dt, "steps": args.steps, "encoding": args.encoding}
-    options["data_dir"] = args.data_dir
-    if args.dt is not None and not args.dt > 0:
-        raise BadInputError(f"evaluate: --dt: expected a time step > 0 s, got {args.dt}")
-    source = load_source(kind, ref, options)
+    source = source_from_arguments(args, "evaluate")
     times = args.times or list(DEFAULT_TIMES)
     software = source.software_score(args.mode, args.limit, args.input_seed)
     if args.chip:
@@ -141,7 +115,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             backend=args.backend,
         )
     result["software"] = {result["metric"]: software}
-    result["source"] = {"kind": kind, "ref": ref}
+    result["source"] = {"kind": source.kind, "ref": source.ref}
     chips = f"chip file {args.chip}" if args.chip else f"{args.chips} chips from seed {args.seed}"
     print(f"{source.task.name} on {result['profile']} ({chips}, mode {args.mode})")
     print(f"  software: {result['metric']} {software:.4f}")

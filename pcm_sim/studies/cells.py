@@ -4,7 +4,7 @@ A cell is computed from scratch and independently::
 
     chip  = deploy(model, profile.with_overrides(combo), seed)     # program every layer
     drift_to(chip, t)                                              # drift + compensation
-    value = family.evaluate(chip, recipe, Generator(input_seed), mode, limit)[metric]
+    value = task.evaluate(chip, Generator(input_seed), mode, limit)[metric]   # recipe or yours
 
 so the input encoding (``input_seed``) is the same for every cell and chips differ only by
 their devices.  Cells run single-threaded (``torch.set_num_threads(1)``), which makes a cell's
@@ -35,23 +35,24 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 from tqdm import tqdm
 
-from pcm_sim.families import FAMILIES
-from pcm_sim.nn.analog import AnalogLinear, deploy, drift_to
+from pcm_sim.crossbar.cost import OpCounter
+from pcm_sim.nn.analog import deploy, drift_to
 from pcm_sim.profiles import DeviceProfile, ProfileError, load_profile
 from pcm_sim.recipes import RecipeError, load_recipe
 from pcm_sim.seeds import input_generator
 from pcm_sim.studies.executors import Executor
 from pcm_sim.studies.store import canonical_json, cell_key
 from pcm_sim.studies.sweep_file import ModelEntry, Sweep, SweepError
+from pcm_sim.task_sources import Source, load_source
+from pcm_sim.tasks import EvaluationTask, RecipeTask, TaskError
 from pcm_sim.training.checkpoint import FORMAT as CHECKPOINT_FORMAT
-from pcm_sim.training.checkpoint import CheckpointError, load_checkpoint, train_recipe
+from pcm_sim.training.checkpoint import CheckpointError, train_recipe
 
 __all__ = [
     "CELL_VERSION",
-    "OpCounter",
     "ResolvedModel",
     "build_cell",
     "cached_checkpoint",
@@ -71,13 +72,39 @@ CELL_VERSION = 2
 
 @dataclass(frozen=True)
 class ResolvedModel:
-    """A model ready to run: a checkpoint file with its content hash and recipe."""
+    """A model ready to run: its source (checkpoint, task entry point or NIR file), the
+    source's fingerprint (:meth:`Source.fingerprint`) and its task."""
 
     label: str
-    checkpoint: Path
+    source: Source
     sha256: str
-    recipe: dict[str, Any]
-    model: nn.Module
+
+    @property
+    def model(self) -> nn.Module:
+        return self.source.model
+
+    @property
+    def task(self) -> EvaluationTask:
+        return self.source.task
+
+    @property
+    def recipe(self) -> dict[str, Any] | None:
+        """The recipe of a checkpoint, else ``None``."""
+        return self.task.recipe if isinstance(self.task, RecipeTask) else None
+
+    def description(self) -> dict[str, Any]:
+        """What the model computes, for the cell's producer: the recipe of a checkpoint, else
+        the source (kind, reference, options) and the task's name and metric."""
+        if self.recipe is not None:
+            return self.recipe
+        src = self.source
+        return {
+            "kind": src.kind,
+            "ref": src.ref,
+            "options": src.options,
+            "task": self.task.name,
+            "metric": self.task.metric_name,
+        }
 
 
 # ---------------------------------------------------------------------------- models
@@ -116,6 +143,13 @@ def resolve_models(
     for i, entry in enumerate(sweep.models):
         where = f"{sweep.source}: models[{i}]"
         try:
+            if entry.task is not None or entry.nir is not None:
+                kind, ref = ("task", entry.task) if entry.task is not None else ("nir", entry.nir)
+                assert ref is not None
+                source = load_source(kind, ref, entry.data)
+                default = ref.rpartition(":")[2] if kind == "task" else Path(ref).stem
+                resolved.append(ResolvedModel(entry.label or default, source, source.fingerprint()))
+                continue
             if entry.checkpoint is not None:
                 path = Path(entry.checkpoint)
             else:
@@ -125,15 +159,13 @@ def resolve_models(
                         continue
                     log(f"training {entry.recipe} with {entry.train or 'its defaults'} -> {path}")
                     train_recipe(str(entry.recipe), path.parent, dict(entry.train), log=log)
-            model, payload = load_checkpoint(path)
-        except (CheckpointError, RecipeError, ProfileError) as exc:
+            source = load_source("checkpoint", str(path.resolve()))
+        except (CheckpointError, RecipeError, ProfileError, TaskError) as exc:
             raise SweepError(f"{where}: {exc}") from None
         label = entry.label or (
-            path.parent.name if entry.checkpoint is not None else payload["recipe"]["name"]
+            path.parent.name if entry.checkpoint is not None else source.task.name
         )
-        resolved.append(
-            ResolvedModel(label, path.resolve(), file_sha256(path), payload["recipe"], model)
-        )
+        resolved.append(ResolvedModel(label, source, file_sha256(path)))
     labels = [m.label for m in resolved]
     for label in labels:
         if labels.count(label) > 1:
@@ -160,7 +192,7 @@ def build_cell(
     from pcm_sim import __version__
 
     resolved = profile.to_dict()
-    made_by = producer(resolved, model.recipe)
+    made_by = producer(resolved, model.description())
     key = cell_key(
         {
             "checkpoint_sha256": model.sha256,
@@ -175,10 +207,13 @@ def build_cell(
         "sweep": sweep_name,
         "model": {
             "label": model.label,
-            "checkpoint": str(model.checkpoint),
-            "checkpoint_sha256": model.sha256,
-            "recipe": model.recipe["name"],
-            "family": model.recipe["family"],
+            "kind": model.source.kind,
+            "checkpoint": model.source.ref,  # the checkpoint or NIR file, or the entry point
+            "options": model.source.options,
+            "checkpoint_sha256": model.sha256,  # the source's fingerprint
+            "recipe": model.recipe["name"] if model.recipe else None,
+            "family": model.recipe["family"] if model.recipe else None,
+            "task": model.task.name,
         },
         "profile": {
             "name": profile.name,
@@ -195,7 +230,8 @@ def build_cell(
 
 
 def producer(resolved_profile: dict[str, Any], recipe: dict[str, Any]) -> dict[str, Any]:
-    """What produces a cell's value: package version, :data:`CELL_VERSION`, profile and recipe.
+    """What produces a cell's value: package version, :data:`CELL_VERSION`, profile and recipe
+    (or, for your own task, :meth:`ResolvedModel.description`).
 
     The profile and recipe enter as the SHA-256 of their canonical JSON.
     """
@@ -260,13 +296,10 @@ def preflight(cells: Sequence[dict[str, Any]], models: Sequence[ResolvedModel]) 
     for cell in cells:
         model = by_sha[cell["model"]["checkpoint_sha256"]]
         ev = cell["evaluation"]
-        family = FAMILIES[model.recipe["family"]]
         if model.sha256 not in checked_models:
             checked_models.add(model.sha256)
             try:
-                family.evaluate(
-                    copy.deepcopy(model.model), model.recipe, torch.Generator(), ev["mode"], 1
-                )
+                model.task.evaluate(copy.deepcopy(model.model), torch.Generator(), ev["mode"], 1)
             except (ValueError, FileNotFoundError) as exc:
                 raise SweepError(f"model {model.label!r}: cannot be evaluated: {exc}") from None
         pair = (model.sha256, canonical_json(cell["profile"]["resolved"]))
@@ -283,119 +316,60 @@ def preflight(cells: Sequence[dict[str, Any]], models: Sequence[ResolvedModel]) 
                 ) from None
 
 
-class OpCounter:
-    """Counts the crossbar work of one evaluation with forward pre-hooks on every analog layer.
-
-    For each :class:`AnalogLinear` with ``in`` inputs on ``R`` row tiles of ``rows`` inputs, an
-    input batch ``x`` ``(..., in)`` adds ``N = x.numel() / in`` input *vectors*; ``nonzero`` =
-    number of nonzero inputs (spikes, for binary layers); ``row_tile_activations`` = number of
-    (vector, row tile) pairs with at least one nonzero input; ``active_vectors`` = vectors with
-    at least one nonzero input.  Counting reads the inputs only; it changes no result.
-    """
-
-    def __init__(self, model: nn.Module) -> None:
-        self.layers = [(n, m) for n, m in model.named_modules() if isinstance(m, AnalogLinear)]
-        self.counts = {
-            name: {"vectors": 0, "active_vectors": 0, "nonzero": 0, "row_tile_activations": 0}
-            for name, _ in self.layers
-        }
-        self._handles = [
-            layer.register_forward_pre_hook(self._hook(name, layer)) for name, layer in self.layers
-        ]
-
-    def _hook(self, name: str, layer: AnalogLinear) -> Callable[[nn.Module, tuple[Any, ...]], None]:
-        counts = self.counts[name]
-
-        def hook(module: nn.Module, args: tuple[Any, ...]) -> None:
-            if layer.deployed_backend != "pcm-sim":
-                raise RuntimeError(f"OpCounter: layer {name} is not on a pcm-sim crossbar")
-            geometry = layer.chip_geometry()
-            x: Tensor = args[0].detach()
-            active = x.reshape(-1, layer.in_features) != 0  # (N, in)
-            pad = geometry["n_row_tiles"] * geometry["rows"] - layer.in_features
-            tiles = torch.nn.functional.pad(active, (0, pad)).reshape(
-                -1, geometry["n_row_tiles"], geometry["rows"]
-            )  # (N, R, rows)
-            per_tile = tiles.any(dim=-1)  # (N, R)
-            counts["vectors"] += active.shape[0]
-            counts["active_vectors"] += int(per_tile.any(dim=-1).sum())
-            counts["nonzero"] += int(active.sum())
-            counts["row_tile_activations"] += int(per_tile.sum())
-
-        return hook
-
-    def remove(self) -> None:
-        """Detach the hooks."""
-        for handle in self._handles:
-            handle.remove()
-
-    def summary(self) -> list[dict[str, Any]]:
-        """Per layer: shape, tiles, devices, programming pulses, and the counts."""
-        rows = []
-        for name, layer in self.layers:
-            geometry = layer.chip_geometry()
-            rows.append(
-                {
-                    "name": name,
-                    "in": layer.in_features,
-                    "out": layer.out_features,
-                    "binary_input": layer.binary_input,
-                    "n_row_tiles": geometry["n_row_tiles"],
-                    "n_col_tiles": geometry["n_col_tiles"],
-                    "n_tiles": geometry["n_tiles"],
-                    "n_devices": geometry["n_devices"],
-                    "pulses": int(layer.chip_pulses().sum()),
-                    **self.counts[name],
-                }
-            )
-        return rows
-
-
-_MODEL_CACHE: dict[tuple[str, str], tuple[nn.Module, dict[str, Any]]] = {}
+_MODEL_CACHE: dict[tuple[str, str], tuple[nn.Module, EvaluationTask]] = {}
 _MODEL_CACHE_LOCK = threading.Lock()
 _MODEL_CACHE_SIZE = 4
 
 
-def _cached_model(path: str, sha256: str) -> tuple[nn.Module, dict[str, Any]]:
-    """The checkpoint's model and recipe, loaded once per worker process and hash-checked."""
+def _cached_model(model_config: dict[str, Any]) -> tuple[nn.Module, EvaluationTask]:
+    """The cell's model and task, loaded once per worker process and fingerprint-checked.
+
+    ``model_config`` is a cell's ``model`` (:func:`build_cell`); cells stored before task
+    sources existed have no ``kind`` and are checkpoints.
+    """
+    kind = model_config.get("kind", "checkpoint")
+    ref, sha256 = model_config["checkpoint"], model_config["checkpoint_sha256"]
     with _MODEL_CACHE_LOCK:
-        hit = _MODEL_CACHE.get((path, sha256))
+        hit = _MODEL_CACHE.get((ref, sha256))
         if hit is not None:
             return hit
-        found = file_sha256(Path(path))
-        if found != sha256:
+        if kind == "checkpoint":
+            found = file_sha256(Path(ref))
+            source = load_source(kind, ref) if found == sha256 else None
+        else:
+            source = load_source(kind, ref, model_config.get("options") or {})
+            found = source.fingerprint()
+        if source is None or found != sha256:
             raise CheckpointError(
-                f"{path}: content changed since the sweep started (sha256 {found})"
+                f"{ref}: content changed since the sweep started (sha256 {found})"
             )
-        model, payload = load_checkpoint(path)
         if len(_MODEL_CACHE) >= _MODEL_CACHE_SIZE:
             _MODEL_CACHE.pop(next(iter(_MODEL_CACHE)))
-        _MODEL_CACHE[(path, sha256)] = (model, payload["recipe"])
-        return model, payload["recipe"]
+        _MODEL_CACHE[(ref, sha256)] = (source.model, source.task)
+        return source.model, source.task
 
 
 def run_cell(cell: dict[str, Any]) -> dict[str, Any]:
     """Compute one cell (see the module docstring); returns its result as JSON-able data.
 
     ``cell`` is a configuration from :func:`expand_cells`; with ``cell["count_ops"]`` true the
-    result also holds ``ops``, the per-layer :class:`OpCounter` summary.
+    result also holds ``ops``, the per-layer :class:`~pcm_sim.crossbar.cost.OpCounter` summary.
     """
     torch.set_num_threads(1)
     start, start_cpu = time.perf_counter(), time.thread_time()
-    model, recipe = _cached_model(cell["model"]["checkpoint"], cell["model"]["checkpoint_sha256"])
+    model, task = _cached_model(cell["model"])
     profile = DeviceProfile.from_dict(cell["profile"]["resolved"], cell["profile"]["source"])
-    family = FAMILIES[recipe["family"]]
-    chip = deploy(copy.deepcopy(model), profile, seed=cell["seed"])
+    chip = deploy(
+        copy.deepcopy(model), profile, seed=cell["seed"], calibration_input=task.calibration_batch()
+    )
     drift_to(chip, cell["t_s"])
     ev = cell["evaluation"]
     counter = OpCounter(chip) if cell.get("count_ops") else None
-    scores = family.evaluate(
-        chip, recipe, input_generator(ev["input_seed"]), ev["mode"], ev["limit"]
-    )
+    scores = task.evaluate(chip, input_generator(ev["input_seed"]), ev["mode"], ev["limit"])
     result: dict[str, Any] = {
         "key": cell["key"],
-        "metric": family.metric,
-        "value": float(scores[family.metric]),
+        "metric": task.metric_name,
+        "value": float(scores[task.metric_name]),
         "scores": {k: float(v) for k, v in scores.items()},
         "seconds": time.perf_counter() - start,
         "cpu_seconds": time.thread_time() - start_cpu,  # this thread: torch runs single-threaded

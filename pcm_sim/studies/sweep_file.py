@@ -3,9 +3,11 @@
 A sweep file is YAML::
 
     name: profile_sweep                 # [A-Za-z0-9_.-]+, names the default database
-    models:                             # checkpoints and/or recipes (trained once, cached)
+    models:                             # checkpoints, recipes (trained once, cached), your own
       - {checkpoint: runs/studies/snu1/model.pt, label: snu1}
       - {recipe: snu_fmnist, train: {epochs: 1, train_limit: 512}}
+      - {task: "my_package.tasks:fmnist_cnn", label: mine}       # a pcm_sim.Task entry point
+      - {nir: runs/my.nir, data: {dt: 1.0e-4, steps: 16, encoding: rate}}   # NIR + data spec
     profiles: [pcm_nandakumar2019, pcm_hermes2023]   # shipped names or YAML paths
     overrides:                          # dotted profile fields -> values: one grid ...
       periphery.adc_bits: [4, 6, 8]
@@ -68,12 +70,16 @@ class SweepError(ValueError):
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """One ``models`` item: a ``checkpoint`` path, or a ``recipe`` trained with ``train``."""
+    """One ``models`` item: a ``checkpoint`` path, a ``recipe`` trained with ``train``, a
+    ``task`` entry point, or a ``nir`` file with its ``data`` spec."""
 
     checkpoint: str | None = None
     recipe: str | None = None
     train: dict[str, Any] = field(default_factory=dict)
     label: str | None = None
+    task: str | None = None
+    nir: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -131,20 +137,45 @@ def parse_time_value(value: Any, where: str) -> float:
     return t_s
 
 
+def _parse_nir_data(item: dict[str, Any], where: str) -> dict[str, Any]:
+    """A ``nir`` entry's ``data`` spec: ``dt`` (s) > 0, ``steps`` >= 1, ``encoding``,
+    optional ``data_dir``."""
+    if "data" in item and "nir" not in item:
+        raise SweepError(f"{where}.data: only with 'nir'")
+    if "nir" not in item:
+        return {}
+    data = item.get("data")
+    if not isinstance(data, dict):
+        raise SweepError(f"{where}.data: expected a mapping with dt and steps")
+    unknown = sorted(set(data) - {"dt", "steps", "encoding", "data_dir"})
+    if unknown:
+        raise SweepError(f"{where}.data: unknown key {unknown[0]!r}")
+    dt, steps = data.get("dt"), data.get("steps")
+    if isinstance(dt, bool) or not isinstance(dt, int | float) or not dt > 0:
+        raise SweepError(f"{where}.data.dt: expected a time step > 0 s, got {dt!r}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise SweepError(f"{where}.data.steps: expected an integer >= 1, got {steps!r}")
+    if data.get("encoding", "rate") not in ("rate", "direct"):
+        raise SweepError(f"{where}.data.encoding: expected rate or direct")
+    return {"encoding": "rate", "data_dir": None, **data, "dt": float(dt)}
+
+
 def _parse_models(raw: Any, source: str) -> tuple[ModelEntry, ...]:
     if not isinstance(raw, list) or not raw:
         raise SweepError(f"{source}: models: expected a non-empty list")
     entries = []
+    kinds = ("checkpoint", "recipe", "task", "nir")
     for i, item in enumerate(raw):
         where = f"{source}: models[{i}]"
         if not isinstance(item, dict):
-            raise SweepError(f"{where}: expected a mapping with 'checkpoint' or 'recipe'")
-        unknown = sorted(set(item) - {"checkpoint", "recipe", "train", "label"})
+            raise SweepError(f"{where}: expected a mapping with one of {', '.join(kinds)}")
+        unknown = sorted(set(item) - {*kinds, "train", "label", "data"})
         if unknown:
             raise SweepError(f"{where}: unknown key {unknown[0]!r}")
-        if ("checkpoint" in item) == ("recipe" in item):
-            raise SweepError(f"{where}: expected exactly one of 'checkpoint' or 'recipe'")
-        for key in ("checkpoint", "recipe", "label"):
+        given = [k for k in kinds if k in item]
+        if len(given) != 1:
+            raise SweepError(f"{where}: expected exactly one of {', '.join(kinds)}")
+        for key in (*kinds, "label"):
             if key in item and not (isinstance(item[key], str) and item[key]):
                 raise SweepError(f"{where}.{key}: expected a non-empty string")
         if "label" in item and not NAME_PATTERN.match(item["label"]):
@@ -152,8 +183,17 @@ def _parse_models(raw: Any, source: str) -> tuple[ModelEntry, ...]:
         train = item.get("train", {})
         if not isinstance(train, dict) or ("train" in item and "recipe" not in item):
             raise SweepError(f"{where}.train: expected a mapping, and only with 'recipe'")
+        data = _parse_nir_data(item, where)
         entries.append(
-            ModelEntry(item.get("checkpoint"), item.get("recipe"), dict(train), item.get("label"))
+            ModelEntry(
+                item.get("checkpoint"),
+                item.get("recipe"),
+                dict(train),
+                item.get("label"),
+                item.get("task"),
+                item.get("nir"),
+                data,
+            )
         )
     return tuple(entries)
 

@@ -1,9 +1,10 @@
-"""Pre-silicon validation: a checkpoint on N simulated chips of a profile, against a spec.
+"""Pre-silicon validation: a model (checkpoint, task or NIR file) on N simulated chips of a
+profile, against a spec.
 
 The spec format and its checks are in :mod:`pcm_sim.studies.validation_spec`, the rendered
 report in :mod:`pcm_sim.studies.validate_report`.  Every (time, chip) pair is one sweep cell
 (:func:`pcm_sim.studies.cells.run_cell`), run with forward pre-hooks that count the crossbar work
-(:class:`~pcm_sim.studies.cells.OpCounter`).
+(:class:`~pcm_sim.crossbar.cost.OpCounter`).
 
 Judging: a per-chip metric requirement measures the *yield*, the fraction ``k / n`` of the ``n``
 chips within bounds, with its two-sided 95 % Clopper-Pearson interval and one-sided 95 % lower
@@ -12,29 +13,7 @@ bound (``beta.ppf(0.05, k, n - k + 1)``, 0 when ``k = 0``), and its worst chip (
 measures the worst time in the direction of its bound (the smallest value for ``min``, the
 largest for ``max``; with both bounds, the value farthest outside, or closest to leaving).
 
-Work per inference (one test item; counts from the measured inputs of each analog layer with
-``in`` inputs, ``out`` outputs, ``R`` row tiles, ``C`` column tiles, ``d`` devices per weight;
-``V`` input vectors, ``S`` nonzero inputs, ``A`` (vector, row-tile) pairs with a nonzero input,
-``V_a`` vectors with a nonzero input, all divided by ``samples``, which must not exceed the test
-split):
-
-=====================  =============================  =============================
-quantity               spike inputs (no DAC)          graded inputs
-=====================  =============================  =============================
-``tile_mvms``          ``A * C`` (event-driven)       ``V * R * C``
-``adc_conversions``    ``A * out``                    ``V * R * out``
-``dac_conversions``    0                              ``V * in``
-cell reads             ``S * out * d``                ``V * in * out * d``
-MVM steps              ``V_a``                        ``V``
-=====================  =============================  =============================
-
-ESTIMATES (from the profile's ``energy`` section, which cites its source; not measurements):
-``energy_nj = (cell_reads * cell_read_pj + dac * dac_conversion_pj + adc *
-adc_conversion_pj) / 1000`` per inference (analog array and converters only: no digital
-neuron updates, no data movement); ``latency_us = MVM steps * mvm_latency_ns / 1000`` per
-inference, assuming the tiles of a layer work in parallel and layers and time steps run one
-after the other; ``programming_energy_uj = pulses * programming_pulse_pj / 1e6`` once per chip.
-``devices`` and ``tiles`` are summed over layers (``CrossbarArray.n_devices``, ``n_tiles``).
+Work per inference and the energy/latency ESTIMATES: :mod:`pcm_sim.crossbar.cost`.
 """
 
 from __future__ import annotations
@@ -49,9 +28,9 @@ from typing import Any
 import numpy as np
 from scipy.stats import beta
 
+from pcm_sim.crossbar.cost import estimates, work_per_inference
 from pcm_sim.data import load_chorales
 from pcm_sim.data.fashion_mnist import load_fashion_mnist
-from pcm_sim.families import FAMILIES
 from pcm_sim.profiles import DeviceProfile, load_profile
 from pcm_sim.studies.cells import ResolvedModel, build_cell, file_sha256, preflight, run_cells
 from pcm_sim.studies.executors import Executor
@@ -65,7 +44,8 @@ from pcm_sim.studies.validation_spec import (
     load_spec,
     parse_spec,
 )
-from pcm_sim.training.checkpoint import load_checkpoint
+from pcm_sim.task_sources import Source, load_source
+from pcm_sim.tasks import EvaluationTask, RecipeTask
 
 __all__ = [
     "Requirement",
@@ -82,54 +62,6 @@ __all__ = [
 FORMAT = "pcm-sim-validation/1"
 
 
-def _work(ops: list[dict[str, Any]], samples: int) -> list[dict[str, Any]]:
-    """Per-layer work per inference from one cell's :class:`OpCounter` summary."""
-    rows = []
-    for layer in ops:
-        d = layer["n_devices"] / (layer["in"] * layer["out"])  # devices per weight
-        v, s, a = layer["vectors"], layer["nonzero"], layer["row_tile_activations"]
-        if layer["binary_input"]:
-            tile_mvms, adc, dac = a * layer["n_col_tiles"], a * layer["out"], 0
-            reads, steps = s * layer["out"] * d, layer["active_vectors"]
-        else:
-            tile_mvms = v * layer["n_row_tiles"] * layer["n_col_tiles"]
-            adc, dac = v * layer["n_row_tiles"] * layer["out"], v * layer["in"]
-            reads, steps = v * layer["in"] * layer["out"] * d, v
-        rows.append(
-            {
-                "name": layer["name"],
-                "vectors": v / samples,
-                "input_rate": s / (v * layer["in"]) if v else 0.0,
-                "tile_mvms": tile_mvms / samples,
-                "tile_mvms_dense": v * layer["n_tiles"] / samples,
-                "adc_conversions": adc / samples,
-                "dac_conversions": dac / samples,
-                "cell_reads": reads / samples,
-                "mvm_steps": steps / samples,
-            }
-        )
-    return rows
-
-
-def _estimates(work: list[dict[str, Any]], profile: DeviceProfile) -> dict[str, float]:
-    """Energy (nJ) and latency (µs) ESTIMATES per inference from the profile's energy figures."""
-    e = profile.energy
-    reads = sum(w["cell_reads"] for w in work)
-    dac = sum(w["dac_conversions"] for w in work)
-    adc = sum(w["adc_conversions"] for w in work)
-    steps = sum(w["mvm_steps"] for w in work)
-    return {
-        "cell_reads_nj": reads * e.cell_read_pj / 1e3,
-        "dac_nj": dac * e.dac_conversion_pj / 1e3,
-        "adc_nj": adc * e.adc_conversion_pj / 1e3,
-        "energy_nj": (
-            reads * e.cell_read_pj + dac * e.dac_conversion_pj + adc * e.adc_conversion_pj
-        )
-        / 1e3,
-        "latency_us": steps * e.mvm_latency_ns / 1e3,
-    }
-
-
 def _distribution(values: list[float]) -> dict[str, float]:
     arr = np.asarray(values, dtype=float)
     return {
@@ -143,34 +75,37 @@ def _distribution(values: list[float]) -> dict[str, float]:
 
 
 def run_validation(
-    checkpoint: str | Path,
+    source: Source | str | Path,
     profile: str | Path,
     spec: ValidationSpec,
     executor: Executor,
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Evaluate ``checkpoint`` on ``spec.chips`` chips of ``profile`` and judge the spec.
+    """Evaluate ``source`` (a checkpoint path, or any :class:`Source`: your own task or a NIR
+    file) on ``spec.chips`` chips of ``profile`` and judge the spec.
 
     Returns the report as a JSON-able dict (``passed`` is the verdict).  Bad input raises
-    (:class:`SpecError`, ``ProfileError``, ``CheckpointError``, :class:`SweepError`) before
-    any cell runs.
+    (:class:`SpecError`, ``ProfileError``, ``CheckpointError``, ``TaskError``,
+    :class:`SweepError`) before any cell runs.
     """
-    path = Path(checkpoint)
-    model, payload = load_checkpoint(path)
-    recipe = payload["recipe"]
-    family = FAMILIES[recipe["family"]]
+    if not isinstance(source, Source):
+        source = load_source("checkpoint", str(Path(source).resolve()))
+    task = source.task
     resolved = load_profile(profile, spec.overrides or None)
-    check_quantities(spec, family.metric, resolved)
-    available = count_test_items(recipe)
+    check_quantities(spec, task.metric_name, resolved)
+    available = count_test_items(task)
     if available is not None and spec.samples > available:
         raise SpecError(
-            f"{spec.source}: samples: {spec.samples} exceeds the test split of recipe "
-            f"{recipe['name']!r} ({available} items); expected at most {available}"
+            f"{spec.source}: samples: {spec.samples} exceeds the test data of {task.name!r} "
+            f"({available} items); expected at most {available}"
         )
-    target = ResolvedModel(
-        path.parent.name or path.stem, path.resolve(), file_sha256(path), recipe, model
-    )
+    if source.kind == "checkpoint":
+        path = Path(source.ref)
+        target = ResolvedModel(path.parent.name or path.stem, source, file_sha256(path))
+    else:
+        label = source.ref.rpartition(":")[2] if source.kind == "task" else Path(source.ref).stem
+        target = ResolvedModel(label, source, source.fingerprint())
     evaluation = {"mode": spec.mode, "limit": spec.samples, "input_seed": spec.input_seed}
     seeds = list(range(spec.seed, spec.seed + spec.chips))
     cells = [
@@ -200,13 +135,16 @@ def run_validation(
         f"validate {spec.name}",
         progress,
     )
-    return _report(spec, target, payload, str(profile), resolved, seeds, results)
+    return _report(spec, target, str(profile), resolved, seeds, results)
 
 
-def count_test_items(recipe: dict[str, Any]) -> int | None:
-    """Items in the recipe's test split (images, chorale pieces), or ``None`` when the family
-    generates its test items (CartPole episodes: any number)."""
-    data_fields = FAMILIES[recipe["family"]].schema["data"]
+def count_test_items(task: EvaluationTask) -> int | None:
+    """Items in the task's test data (images, chorale pieces), or ``None`` when they are
+    generated (CartPole episodes: any number) or unknown without loading them."""
+    if not isinstance(task, RecipeTask):
+        return task.test_size()
+    recipe = task.recipe
+    data_fields = task.family.schema["data"]
     data = recipe["data"]
     if "data_dir" in data_fields:
         return len(load_fashion_mnist(data.get("data_dir"), "test")[1])
@@ -297,7 +235,6 @@ def _judge(
 def _report(
     spec: ValidationSpec,
     target: ResolvedModel,
-    payload: dict[str, Any],
     profile_source: str,
     profile: DeviceProfile,
     seeds: list[int],
@@ -305,8 +242,7 @@ def _report(
 ) -> dict[str, Any]:
     from pcm_sim import __version__
 
-    family = FAMILIES[target.recipe["family"]]
-    metric = family.metric
+    metric = target.task.metric_name
     first_ops = results[(spec.times_s[0], seeds[0])]["ops"]
     pulses = statistics.fmean(sum(x["pulses"] for x in results[key]["ops"]) for key in results)
     hardware = {
@@ -329,7 +265,7 @@ def _report(
         per_time.append(
             {"t_s": t, "label": time_label(t), "values": values, **_distribution(values)}
         )
-        chip_work = [_work(results[(t, s)]["ops"], spec.samples) for s in seeds]
+        chip_work = [work_per_inference(results[(t, s)]["ops"], spec.samples) for s in seeds]
         layers = [
             {
                 "name": chip_work[0][i]["name"],
@@ -342,7 +278,7 @@ def _report(
             for i in range(len(chip_work[0]))
         ]
         work_rows.append(
-            {"t_s": t, "label": time_label(t), "layers": layers, **_estimates(layers, profile)}
+            {"t_s": t, "label": time_label(t), "layers": layers, **estimates(layers, profile)}
         )
     requirements = [_judge(req, metric, per_time, work_rows, hardware) for req in spec.requirements]
     return {
@@ -351,11 +287,13 @@ def _report(
         "created_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "pcm_sim_version": __version__,
         "checkpoint": {
-            "path": str(target.checkpoint),
+            "kind": target.source.kind,
+            "path": target.source.ref,
             "sha256": target.sha256,
-            "recipe": target.recipe["name"],
-            "family": target.recipe["family"],
-            "software": payload.get("software", {}),
+            "recipe": target.recipe["name"] if target.recipe else None,
+            "family": target.recipe["family"] if target.recipe else None,
+            "task": target.task.name,
+            "software": target.source.software or {},
         },
         "profile": {
             "name": profile.name,
@@ -365,7 +303,7 @@ def _report(
             "energy": dataclasses.asdict(profile.energy),
         },
         "metric": metric,
-        "higher_is_better": family.higher_is_better,
+        "higher_is_better": target.task.higher_is_better,
         "chips": spec.chips,
         "seeds": seeds,
         "samples": spec.samples,

@@ -73,7 +73,8 @@ def _markdown(report: dict[str, Any], figure: str) -> str:
         f"**Verdict: {'PASS' if report['passed'] else 'FAIL'}** "
         f"({met}/{len(report['requirements'])} requirements met)",
         "",
-        f"- Checkpoint: `{ck['path']}` (sha256 `{ck['sha256'][:16]}…`), recipe `{ck['recipe']}`"
+        f"- Checkpoint: `{ck['path']}` (sha256 `{ck['sha256'][:16]}…`), "
+        + (f"recipe `{ck['recipe']}`" if ck.get("recipe") else f"task `{ck.get('task')}`")
         + (f", software {metric} {software:.4f}" if software is not None else ""),
         f"- Profile: `{prof['name']}` ({prof['source']})"
         + (f" with overrides `{json.dumps(prof['overrides'])}`" if prof["overrides"] else "")

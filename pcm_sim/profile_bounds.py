@@ -80,6 +80,9 @@ BOUNDS: dict[str, Bound] = {
     "drift.scale": Bound(0.0, 10.0, "multiple of the cited drift exponents"),
     "read_noise.t_read_s": Bound(1e-12, 1.0, "read duration: 250 ns (aihwkit), 512 ns (HERMES)"),
     "read_noise.scale": Bound(0.0, 100.0, "multiple of the cited 1/f read-noise law"),
+    "read_noise.read_period_s": Bound(
+        1e-10, 1.0, "time between two MVM reads of an array: about 130 ns (HERMES 256x256)"
+    ),
     "weight_cell.devices_per_polarity": Bound(1, 16, "devices summed per polarity"),
     "tile.rows": Bound(1, 65_536, "inputs of one physical array"),
     "tile.cols": Bound(1, 65_536, "outputs of one physical array"),

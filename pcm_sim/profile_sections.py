@@ -15,6 +15,8 @@ from typing import Literal
 __all__ = [
     "MAX_PROFILE_BYTES",
     "MAX_TILE_SIZE",
+    "READ_NOISE_MODELS",
+    "RETIRED_KEYS",
     "CompensationParams",
     "DeviceParams",
     "DriftParams",
@@ -34,6 +36,11 @@ __all__ = [
 
 MAX_PROFILE_BYTES = 1_000_000
 MAX_TILE_SIZE = 65_536
+READ_NOISE_MODELS = ("clocked", "per_call", "per_read", "frozen")
+RETIRED_KEYS = {
+    "read_noise.per_sample": "read_noise.model (per_call for per_sample: false, per_read for true)",
+}
+"""Keys of older profiles, each with the key that replaced it (a one-line error names it)."""
 
 
 class ProfileError(ValueError):
@@ -154,19 +161,33 @@ class DriftParams:
 
 @dataclass(frozen=True)
 class ReadNoiseParams:
-    """1/f read noise: relative std ``scale * q_s(x) * sqrt(ln((t + t0 + t_read)/(2 t_read)))``."""
+    """1/f read noise: relative std ``scale * q_s(x) * sqrt(ln((t + t0 + t_read)/(2 t_read)))``.
+
+    ``model`` says how the noise of successive reads is related in time (see
+    :mod:`pcm_sim.crossbar.read_noise`): ``clocked`` (1/f in time on the array's read clock,
+    ``read_period_s`` between two reads), ``per_call`` (one read shared by the rows of a call,
+    independent calls), ``per_read`` (every row independent) or ``frozen`` (one draw at
+    ``drift_to``, aihwkit's semantics).
+    """
 
     q_s: Law
     t_read_s: float = 250e-9
     scale: float = 1.0
-    per_sample: bool = False
+    model: Literal["clocked", "per_call", "per_read", "frozen"] = "clocked"
+    read_period_s: float = 1e-6
     sampling: Literal["bank", "exact"] = "bank"
 
     def __post_init__(self) -> None:
+        if self.model not in READ_NOISE_MODELS:
+            raise ProfileError(
+                f"read_noise.model: expected {'|'.join(READ_NOISE_MODELS)}, got {self.model!r}"
+            )
         if self.sampling not in ("bank", "exact"):
             raise ProfileError(f"read_noise.sampling: expected bank|exact, got {self.sampling!r}")
         if self.t_read_s <= 0:
             raise ProfileError(f"read_noise.t_read_s: expected > 0, got {self.t_read_s}")
+        if self.read_period_s <= 0:
+            raise ProfileError(f"read_noise.read_period_s: expected > 0, got {self.read_period_s}")
         if self.scale < 0:
             raise ProfileError(f"read_noise.scale: expected >= 0, got {self.scale}")
 

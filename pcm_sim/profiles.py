@@ -21,8 +21,10 @@ optional and falls back to the default shown by :func:`default_profile_dict`):
 ``read_noise``
     ``q_s``: law of ``x = |g_prog| / g_max``; at time t the relative 1/f read-noise std is
     ``q_s * sqrt(ln((t + t0 + t_read) / (2 t_read)))`` with ``t_read_s`` (s), times ``scale``.
-    ``per_sample``: if true each sample of a batch sees its own read noise; if false one noisy
-    read of the array is shared by all samples of one MVM call (see ``crossbar.tile``).
+    ``model``: how successive reads' noise is related in time (``crossbar.read_noise``):
+    ``clocked`` (1/f in time: OU components on the array's read clock, one read every
+    ``read_period_s`` seconds), ``per_call`` (one read shared by the rows of a call),
+    ``per_read`` (every row independent) or ``frozen`` (one draw at ``drift_to``, as aihwkit).
     ``sampling``: ``bank`` draws each read's normals from a rolling bank (``crossbar.noise``),
     ``exact`` calls ``randn`` for every read; both give i.i.d. N(0, 1) values within a read.
 ``weight_cell``
@@ -73,6 +75,7 @@ import yaml
 from pcm_sim.profile_sections import (
     MAX_PROFILE_BYTES,
     MAX_TILE_SIZE,
+    RETIRED_KEYS,
     CompensationParams,
     DeviceParams,
     DriftParams,
@@ -170,12 +173,6 @@ class DeviceProfile:
             and self.periphery.output_noise == 0
         )
 
-    def to_aihwkit(self) -> Any:
-        """The equivalent aihwkit ``InferenceRPUConfig`` (see :mod:`pcm_sim.backends.aihwkit`)."""
-        from pcm_sim.backends.aihwkit import rpu_config_from_profile
-
-        return rpu_config_from_profile(self)
-
 
 def _to_plain(value: Any) -> Any:
     if isinstance(value, dict):
@@ -188,6 +185,8 @@ def _to_plain(value: Any) -> Any:
 
 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any, source: str) -> None:
+    if dotted in RETIRED_KEYS:
+        raise ProfileError(f"{source}: override {dotted!r}: removed, use {RETIRED_KEYS[dotted]}")
     keys = dotted.split(".")
     node: Any = data
     for key in keys[:-1]:
@@ -220,6 +219,10 @@ def _build(cls: type, data: Any, path: str, source: str) -> Any:
         raise ProfileError(f"{where}: expected a mapping, got {type(data).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
+    if unknown and f"{where}.{unknown[0]}" in RETIRED_KEYS:
+        raise ProfileError(
+            f"{where}.{unknown[0]}: removed, use {RETIRED_KEYS[f'{where}.{unknown[0]}']}"
+        )
     if unknown:
         raise ProfileError(
             f"{where}: unknown key {unknown[0]!r} (expected one of {sorted(fields)})"

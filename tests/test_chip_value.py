@@ -37,7 +37,8 @@ def _x(n: int = 6, seed: int = 1) -> torch.Tensor:
     [
         {},
         {"read_noise.sampling": "exact"},
-        {"read_noise.per_sample": True},
+        {"read_noise.model": "per_read"},
+        {"read_noise.model": "per_call"},
         {"compensation.mode": "column"},
     ],
 )
@@ -73,6 +74,7 @@ def test_successive_reads_differ_by_the_read_noise_only() -> None:
             "periphery.output_range": 0.0,
             "periphery.output_noise": 0.0,
             "compensation.mode": "none",
+            "read_noise.model": "per_call",  # independent calls (clocked: test_read_noise_clock)
         },
     )
     layer = pcm_sim.AnalogLinear(70, 40)

@@ -144,13 +144,13 @@ def test_drift_compensation_restores_output_scale_at_one_year(mode: str) -> None
     assert all(abs(r - 1.0) < 0.03 for r in ratios)
 
 
-@pytest.mark.parametrize("per_sample", [False, True])
-def test_read_noise_is_fresh_and_has_the_law_std(per_sample: bool) -> None:
+@pytest.mark.parametrize("model", ["per_call", "per_read"])
+def test_read_noise_is_fresh_and_has_the_law_std(model: str) -> None:
     profile = load_profile(
         "ideal",
         overrides={
             "read_noise.scale": 1.0,
-            "read_noise.per_sample": per_sample,
+            "read_noise.model": model,
             "read_noise.q_s": [{"form": "power", "coeffs": [0.0088, 0.65], "clip_max": 0.2}],
         },
     )
@@ -168,7 +168,7 @@ def test_read_noise_is_fresh_and_has_the_law_std(per_sample: bool) -> None:
     assert float(reads[:, 0].mean()) == pytest.approx(31.5, rel=1e-3)
     assert reads[:, 0].unique().numel() > 3900  # fresh on every call
     correlation = float(torch.corrcoef(reads.T)[0, 1])
-    if per_sample:
+    if model == "per_read":
         assert abs(correlation) < 0.1
     else:
         assert correlation > 0.99  # one shared read per call

@@ -6,17 +6,21 @@ One :class:`CrossbarArray` holds a whole weight matrix ``(in, out)`` on row tile
 from a named stream (:mod:`pcm_sim.crossbar.streams`):
 
 * programming from ``(seed, layer)``; the compensation reference from ``(seed, layer, epoch)``;
-* after :meth:`drift_to` ``(t)``, the ``k``-th read (forward or transposed) from
-  ``(seed, layer, epoch, t, k)`` and the compensation calibration at ``t`` from
-  ``(seed, layer, epoch, t)``; so a read's numbers do not depend on what was asked before;
+* after :meth:`drift_to` ``(t)``, the slow read-noise state from ``(seed, layer, epoch, t)``,
+  the ``k``-th call (forward or transposed read) from ``(seed, layer, epoch, t, k)`` and the
+  compensation calibration at ``t`` from ``(seed, layer, epoch, t)``; so the ``k``-th call
+  after ``drift_to(t)`` gives the same numbers whatever was asked before ``drift_to``, given the
+  sizes of the calls since (they set the read clock);
 * a write session (program-and-verify, a HIL transfer) from ``(seed, layer, epoch + 1)``; it
   ends write epoch ``epoch`` and starts ``epoch + 1``.
 
-Read noise is fresh on every read; ``read_noise.per_sample`` chooses one read shared by the
-samples of a call or an independent read per sample, ``read_noise.sampling`` a fixed bank of
-normals (:mod:`pcm_sim.crossbar.noise`) or ``randn`` per read.  The state (conductances, drift
-exponents, faults, pulse counts, seed, epoch, compensation reference, profile) is exported as
-tensors and plain data by :meth:`state` and restored by :meth:`from_state`.
+How the read noise of successive reads is related in time is ``read_noise.model``
+(:mod:`pcm_sim.crossbar.read_noise`: ``clocked``, ``per_call``, ``per_read`` or ``frozen``);
+``read_noise.sampling`` draws each call's normals from a fixed bank (:mod:`pcm_sim.crossbar.noise`)
+or with ``randn``.  The state (conductances, drift exponents, faults, pulse counts, seed, epoch,
+compensation reference, profile, the time, the read counter, the read clock and the slow
+read-noise state) is exported as tensors and plain data by :meth:`state_dict` and restored by
+:meth:`from_state`.
 """
 
 from __future__ import annotations
@@ -29,13 +33,14 @@ from torch import Tensor
 
 from pcm_sim.crossbar import calibration, mapping, periphery, reads
 from pcm_sim.crossbar.noise import NoiseBank
+from pcm_sim.crossbar.read_noise import ReadNoiseClock, independent_reads, shared_read
 from pcm_sim.crossbar.streams import ChipStreams
 from pcm_sim.physics import pcm
 from pcm_sim.profiles import DeviceProfile
 
 __all__ = ["CHIP_STATE_FORMAT", "CrossbarArray"]
 
-CHIP_STATE_FORMAT = "pcm-sim-crossbar/1"
+CHIP_STATE_FORMAT = "pcm-sim-crossbar/2"
 _TENSOR_FIELDS = ("w_max", "g_target_us", "g_prog_us", "nu", "stuck", "pulses", "baseline")
 
 
@@ -138,10 +143,15 @@ class CrossbarArray:
             shape, generator=generator, dtype=torch.float32, device=self.device
         )
 
-    def _next_read(self) -> reads.Normals:
-        generator = self.streams.read(self.device, self.write_epoch, self.t_s, self.read_counter)
+    def _next_call(self, n_reads: int) -> tuple[reads.CallNoise, reads.Normals]:
+        """The read noise and the normals of the next call (``n_reads`` rows); moves the clock."""
+        epoch, t_s, call = self.write_epoch, self.t_s, self.read_counter
+        normals = self._normals(self.streams.read(self.device, epoch, t_s, call))
         self.read_counter += 1
-        return self._normals(generator)
+        noise = self.noise.read(
+            n_reads, normals, lambda: self.streams.slow_steps(self.device, epoch, t_s, call)
+        )
+        return noise, normals
 
     # --- time and compensation ------------------------------------------------------------
 
@@ -151,22 +161,30 @@ class CrossbarArray:
             return torch.ones((), device=self.device)
         state = reads.read_state(self.devices, 0.0, self.profile, self.layout)
         normals = self._normals(self.streams.baseline(self.device, self.write_epoch))
+        per_read = self.profile.read_noise.model == "per_read"
+        noise = independent_reads(state) if per_read else shared_read(state, normals)
         return reads.compensation_readout(
-            state, self.layout, self.profile, normals, self.converters
+            noise, state, self.layout, self.profile, normals, self.converters
         )
 
     def drift_to(self, t_s: float) -> None:
-        """Move to ``t_s`` seconds after programming, recalibrate compensation, reset reads."""
+        """Move to ``t_s`` seconds after programming: draw the slow read-noise state, restart
+        the read counter and clock, recalibrate compensation (a read of the ``in`` rows at the
+        new time, which sees the slow state)."""
         if not (math.isfinite(t_s) and t_s >= 0):
             raise ValueError(f"t_s: expected a finite time >= 0 s, got {t_s}")
         self.t_s = float(t_s) + 0.0  # -0.0 and 0.0 name the same streams
         self.read_counter = 0
         self.state = reads.read_state(self.devices, self.t_s, self.profile, self.layout)
+        slow = self.streams.slow_state(self.device, self.write_epoch, self.t_s)
+        self.noise = ReadNoiseClock(self.state, self.layout, self.profile, self.t_s, slow)
         self.alpha = torch.ones((), device=self.device)
         if self.profile.compensation.mode != "none":
             gen = self.streams.calibration(self.device, self.write_epoch, self.t_s)
+            normals = self._normals(gen)
+            noise = self.noise.read(self.in_features, normals)
             readout = reads.compensation_readout(
-                self.state, self.layout, self.profile, self._normals(gen), self.converters
+                noise, self.state, self.layout, self.profile, normals, self.converters
             )
             self.alpha = self.baseline / readout  # (), (out,), (R, 1, 1) or (R, 1, out)
         self.w_max_gain = reads.tile_weight_scale(self.w_max, self.layout, self.profile)
@@ -186,13 +204,15 @@ class CrossbarArray:
         ``binary_input``: inputs are spikes in {0, 1}; they drive the rows directly, no DAC.
         """
         flat = _rows_of(x, self.in_features)  # (N, in)
+        noise, normals = self._next_call(flat.shape[0])
         out = reads.forward_read(
             flat,
+            noise,
             self.state,
             self.layout,
             self.profile,
             self.gain,
-            self._next_read(),
+            normals,
             self.converters,
             binary_input,
         )
@@ -201,14 +221,16 @@ class CrossbarArray:
     def mvm_transposed(self, e: Tensor, binary_input: bool = False) -> Tensor:
         """Analog ``e @ W^T``: ``(..., out) -> (..., in)``, one read (columns driven)."""
         flat = _rows_of(e, self.out_features)  # (N, out)
+        noise, normals = self._next_call(flat.shape[0])
         out = reads.transposed_read(
             flat,
+            noise,
             self.state,
             self.layout,
             self.profile,
             self.w_max_gain,
             self.alpha,
-            self._next_read(),
+            normals,
             binary_input,
         )
         return out.reshape(*e.shape[:-1], self.in_features)
@@ -229,7 +251,6 @@ class CrossbarArray:
                 "calibrate_ranges: the profile's output_range_policy is not calibrated"
             )
         normals = self._normals(self.streams.range_calibration(self.device, self.write_epoch))
-        w_read = reads.noisy_weights(self.state, self.profile, normals)  # (R, rows, out)
         if inputs is None:
             eye = torch.eye(self.rows, device=self.device).expand(self.n_row_tiles, -1, -1)
             u, _, k = periphery.drive_lines(eye, per, binary_input=False)
@@ -237,8 +258,9 @@ class CrossbarArray:
             flat = inputs.detach().reshape(-1, self.in_features).to(torch.float32)
             tiles = self.layout.split_inputs(flat)  # (R, M, rows)
             u, _, k = periphery.drive_lines(tiles, per, binary_input)
-        lines = reads.ir_drop_lines(self.layout, self.profile, w_read.dtype)
-        y = reads.analog_outputs(u, w_read, self.state, self.profile, k, normals, lines)
+        noise = self.noise.read(u.shape[1], normals)  # at the current clock, which stays
+        lines = reads.ir_drop_lines(self.layout, self.profile, noise.held.dtype)
+        y = reads.analog_outputs(u, noise, self.state, self.profile, k, normals, lines)
         magnitude = (y / k).abs()  # (R, M, out), normalized units of the input full scale
         scope = magnitude if per.range_scope == "column" else magnitude.flatten(1).unsqueeze(-1)
         rank = max(1, math.ceil(per.range_percentile / 100.0 * scope.shape[1]))
@@ -334,6 +356,8 @@ class CrossbarArray:
             "shape": [self.in_features, self.out_features],
             "write_epoch": self.write_epoch,
             "t_s": self.t_s,
+            "read_counter": self.read_counter,
+            **self.noise.export(),
             "profile": self.profile.to_dict(),
             **{name: values[name].detach().cpu() for name in _TENSOR_FIELDS},
         }
@@ -343,7 +367,8 @@ class CrossbarArray:
         cls, state: dict[str, Any], profile: DeviceProfile, device: torch.device
     ) -> CrossbarArray:
         """Rebuild an array from :meth:`state_dict` (already checked by the caller) on
-        ``device``; it is moved to the saved time."""
+        ``device``; it is moved to the saved time and continues from the saved read counter,
+        read clock and slow read-noise state."""
         array = cls.__new__(cls)
         in_f, out_f = state["shape"]
         array._setup(profile, ChipStreams(state["chip_seed"], state["layer"]), in_f, out_f, device)
@@ -361,10 +386,12 @@ class CrossbarArray:
             None if offset is None else offset.to(device),
         )
         array.drift_to(float(state["t_s"]))
+        array.read_counter = int(state["read_counter"])
+        array.noise.restore(state)
         return array
 
     def to(self, device: torch.device) -> CrossbarArray:
-        """The same chip on ``device`` (at the same time; its read counter restarts)."""
+        """The same chip on ``device`` (same time, read counter, clock and slow state)."""
         if torch.device(device) == self.device:
             return self
         return CrossbarArray.from_state(self.state_dict(), self.profile, torch.device(device))

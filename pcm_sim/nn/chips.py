@@ -5,9 +5,11 @@ ever run): ``format`` (:data:`CHIP_FILE_FORMAT`), ``chip_seed``, ``profile`` (th
 profile dict) and ``layers``, one :meth:`~pcm_sim.crossbar.tile.CrossbarArray.state_dict` per
 analog layer in :func:`~pcm_sim.nn.analog.analog_layers` order: target and programmed
 conductances (µS), drift exponents, stuck-device mask, pulse counts, ``w_max``, the write epoch,
-the compensation reference and the time the chip was at.  Because every read is drawn from
-streams named by (chip seed, layer, write epoch, t, read counter), a loaded chip reads exactly as
-the saved one at every ``t``.
+the compensation reference, the time the chip was at, its read counter and read clock and, under
+``read_noise.model: clocked``, the slow read-noise state (``K = 8`` OU components per cell, 4
+floats per device of a differential pair, with the clock of their last step).  Because every
+read is drawn from streams named by (chip seed, layer, write epoch, t, read counter), a loaded
+chip reads exactly as the saved one would, at every ``t``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from torch import nn
 
 from pcm_sim.crossbar.tile import CHIP_STATE_FORMAT
 from pcm_sim.nn.analog import analog_layers
+from pcm_sim.physics.pcm import READ_NOISE_COMPONENTS
 from pcm_sim.profiles import DeviceProfile, ProfileError
 
 __all__ = ["CHIP_FILE_FORMAT", "ChipFileError", "load_chip", "save_chip"]
@@ -128,13 +131,44 @@ def _check_layer(where: str, state: Any, in_f: int, out_f: int, profile: DeviceP
             raise ChipFileError(f"{where}: {name}: expected finite values")
     if bool((state["out_range"] < 0).any()):
         raise ChipFileError(f"{where}: out_range: expected ADC ranges >= 0")
-    for name in ("chip_seed", "layer", "write_epoch"):
+    for name in ("chip_seed", "layer", "write_epoch", "read_counter"):
         value = state.get(name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ChipFileError(f"{where}: {name}: expected an int >= 0, got {value!r}")
-    t_s = state.get("t_s")
-    if not isinstance(t_s, float) or not (0.0 <= t_s < float("inf")):
-        raise ChipFileError(f"{where}: t_s: expected a finite time >= 0, got {t_s!r}")
+    for name in ("t_s", "read_clock_s"):
+        t_s = state.get(name)
+        if not isinstance(t_s, float) or not (0.0 <= t_s < float("inf")):
+            raise ChipFileError(f"{where}: {name}: expected a finite time >= 0, got {t_s!r}")
+    _check_read_noise_state(where, state, in_f, out_f, profile)
+
+
+def _check_read_noise_state(
+    where: str, state: dict[str, Any], in_f: int, out_f: int, profile: DeviceProfile
+) -> None:
+    """The slow read-noise state: ``K`` step clocks in ``[0, read_clock_s]`` and, for a clocked
+    profile with read noise, ``K x in x out`` finite float32 components (else ``None``)."""
+    k = READ_NOISE_COMPONENTS
+    clock = state["read_clock_s"]
+    stepped = state.get("slow_stepped_s")
+    if (
+        not isinstance(stepped, list)
+        or len(stepped) != k
+        or not all(isinstance(s, float) and 0.0 <= s <= clock for s in stepped)
+    ):
+        raise ChipFileError(
+            f"{where}: slow_stepped_s: expected {k} times in [0, read_clock_s], got {stepped!r}"
+        )
+    slow = state.get("slow")
+    clocked = profile.read_noise.model == "clocked" and profile.read_noise.scale > 0
+    if not clocked:
+        if slow is not None:
+            raise ChipFileError(f"{where}: slow: expected None for this profile's read noise")
+        return
+    if not isinstance(slow, torch.Tensor) or tuple(slow.shape) != (k, in_f, out_f):
+        got = tuple(slow.shape) if isinstance(slow, torch.Tensor) else type(slow).__name__
+        raise ChipFileError(f"{where}: slow: expected shape {(k, in_f, out_f)}, got {got}")
+    if slow.dtype != torch.float32 or not bool(torch.isfinite(slow).all()):
+        raise ChipFileError(f"{where}: slow: expected finite float32 values")
 
 
 def load_chip(model: nn.Module, path: str | Path) -> nn.Module:

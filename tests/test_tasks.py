@@ -152,3 +152,87 @@ def test_evaluate_nir_file_from_the_command_line(tmp_path: Path, capsys) -> None
     assert "784 pixels, the model's input is [100]" in capsys.readouterr().err
     assert main(["evaluate", "--nir", str(path), "--steps", "4"]) == 2
     assert main(["evaluate", "--nir", str(path), "--dt", "-1", "--steps", "4"]) == 2
+
+
+def test_sweeps_and_validate_take_your_own_network(tmp_path: Path) -> None:
+    import yaml
+
+    from pcm_sim.studies.executors import make_executor
+    from pcm_sim.studies.store import ResultStore
+    from pcm_sim.studies.sweep import SweepError, load_sweep, run_sweep
+
+    task_file = tmp_path / "my_task.py"
+    task_file.write_text(TASK_FILE)
+    nir_file = tmp_path / "fc.nir"
+    _nir_classifier(nir_file, 784)
+    sweep = {
+        "name": "own",
+        "models": [
+            {"task": f"{task_file}:task", "label": "mine"},
+            {"nir": str(nir_file), "data": {"dt": 1e-4, "steps": 4}},
+        ],
+        "profiles": ["pcm_nandakumar2019"],
+        "times": ["1d"],
+        "chips": 2,
+        "evaluation": {"limit": 100},
+    }
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(sweep))
+    db = tmp_path / "own.sqlite"
+    executor = make_executor(1, None)
+    try:
+        run_sweep(load_sweep(path), db, executor, progress=False, log=lambda _: None)
+    finally:
+        executor.close()
+    with ResultStore(db, create=False) as store:
+        rows = {
+            (r["config"]["model"]["label"], r["config"]["seed"]): r["value"] for r in store.rows()
+        }
+    task = pcm_sim.tasks.load_entry_point(f"{task_file}:task")
+    direct = evaluate_on_chips(task.model, task, "pcm_nandakumar2019", [86_400.0], 2, limit=100)
+    assert [rows[("mine", s)] for s in (0, 1)] == direct["rows"][0]["per_chip"]
+    nir_source = nir_task(nir_file, 1e-4, 4)
+    nir_direct = evaluate_on_chips(
+        nir_source.model, nir_source, "pcm_nandakumar2019", [86_400.0], 2, limit=100
+    )
+    assert [rows[("fc", s)] for s in (0, 1)] == nir_direct["rows"][0]["per_chip"]
+    # a validation spec on the task
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        yaml.safe_dump(
+            {
+                "chips": 2,
+                "times": ["1d"],
+                "samples": 60,
+                "requirements": [{"quantity": "accuracy", "at": "1d", "min": 0.0}],
+            }
+        )
+    )
+    out = tmp_path / "report"
+    argv = ["validate", "--task", f"{task_file}:task", "--profile", "pcm_nandakumar2019"]
+    assert main([*argv, "--spec", str(spec), "--out", str(out), "--no-progress"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["checkpoint"]["task"] == "task" and report["checkpoint"]["kind"] == "task"
+    direct60 = evaluate_on_chips(task.model, task, "pcm_nandakumar2019", [86_400.0], 2, limit=60)
+    assert report["per_time"][0]["values"] == direct60["rows"][0]["per_chip"]
+    spec.write_text(
+        yaml.safe_dump(
+            {
+                "chips": 2,
+                "times": ["1d"],
+                "samples": 61,
+                "requirements": [{"quantity": "accuracy", "at": "1d", "min": 0.0}],
+            }
+        )
+    )
+    assert main([*argv, "--spec", str(spec), "--out", str(out), "--no-progress"]) == 2
+    # bad entries name what is wrong
+    for entry, message in (
+        ({"nir": str(nir_file)}, "data: expected a mapping"),
+        ({"nir": str(nir_file), "data": {"dt": 1e-4}}, "steps"),
+        ({"task": "x:y", "data": {}}, "only with 'nir'"),
+        ({"task": "x:y", "checkpoint": "z"}, "exactly one of"),
+    ):
+        path.write_text(yaml.safe_dump({**sweep, "models": [entry]}))
+        with pytest.raises(SweepError, match=message):
+            load_sweep(path)

@@ -138,9 +138,10 @@ def run_validation(
     return _report(spec, target, str(profile), resolved, seeds, results)
 
 
-def count_test_items(task: EvaluationTask) -> int | None:
-    """Items in the task's test data (images, chorale pieces), or ``None`` when they are
-    generated (CartPole episodes: any number) or unknown without loading them."""
+def count_test_items(task: EvaluationTask | dict[str, Any]) -> int | None:
+    """Items in the task's (or recipe's) test data (images, chorale pieces), or ``None`` when
+    they are generated (CartPole episodes: any number) or unknown without loading them."""
+    task = RecipeTask(task) if isinstance(task, dict) else task
     if not isinstance(task, RecipeTask):
         return task.test_size()
     recipe = task.recipe

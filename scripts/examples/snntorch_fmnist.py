@@ -123,8 +123,12 @@ def main() -> None:
     report: dict[str, object] = {"settings": vars(args) | {"out": str(args.out)}}
 
     net = build_net()
+    trained = args.out / "snntorch_net.pt"  # kept, so a re-run resumes after this step
+    if trained.is_file():
+        net.load_state_dict(torch.load(trained, weights_only=True))
+        print(f"loaded the trained snntorch network from {trained}")
     start = time.perf_counter()
-    for epoch in range(args.epochs):
+    for epoch in range(0 if trained.is_file() else args.epochs):
         loss = train_epoch(
             lambda f: run_snntorch(net, f),
             net.parameters(),
@@ -136,13 +140,14 @@ def main() -> None:
             generator,
         )
         print(f"snntorch epoch {epoch + 1}: loss {loss:.4f} ({time.perf_counter() - start:.0f} s)")
+    args.out.mkdir(parents=True, exist_ok=True)
+    torch.save(net.state_dict(), trained)
     net.eval()
     report["snntorch_accuracy"] = accuracy(
         lambda f: run_snntorch(net, f), test, args.steps, args.test_limit
     )
     print(f"snntorch software accuracy {report['snntorch_accuracy']:.4f}")
 
-    args.out.mkdir(parents=True, exist_ok=True)
     graph = export_to_nir(net, torch.zeros(1, *SHAPE), ignore_dims=[0])
     nir.write(args.out / "model_snntorch.nir", graph)
     model = pcm_sim.from_nir(graph, dt=args.dt, profile=args.profile)

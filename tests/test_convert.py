@@ -72,16 +72,17 @@ def test_converted_model_runs_on_chips_and_saves(tmp_path) -> None:  # type: ign
     images = torch.rand(2, 3, 16, 18)
     chip = pcm_sim.deploy(pcm_sim.convert(cnn), "pcm_nandakumar2019", seed=3)
     pcm_sim.drift_to(chip, 86_400.0)
+    path = tmp_path / "chip.pt"
+    pcm_sim.save_chip(chip, path)
     out = chip(images)
     ideal = cnn(images)
     rel = (out - ideal).norm() / ideal.norm()
     assert 0.005 < float(rel) < 0.5  # on a chip: noisy, but the same function
-    path = tmp_path / "chip.pt"
-    pcm_sim.save_chip(chip, path)
     again = pcm_sim.load_chip(pcm_sim.convert(cnn), path)
     fresh = pcm_sim.deploy(pcm_sim.convert(cnn), "pcm_nandakumar2019", seed=3)
     pcm_sim.drift_to(fresh, 86_400.0)
-    assert torch.equal(again(images), fresh(images))  # a chip is a value
+    assert torch.equal(again(images), out)
+    assert torch.equal(fresh(images), out)  # a chip is a value
 
 
 def test_converted_model_trains_hardware_aware() -> None:
@@ -110,3 +111,47 @@ def test_analog_conv_refuses_bad_geometry() -> None:
         AnalogConv2d(2, 2, 3, stride=2, padding="same")
     with pytest.raises(ValueError, match="smaller than the kernel"):
         AnalogConv2d(1, 1, 5)(torch.zeros(1, 1, 3, 3))
+
+
+class _BlobsTask:
+    """Training batches of three Gaussian blobs in 8-D and their cross-entropy (an HILTask)."""
+
+    def __init__(self) -> None:
+        g = torch.Generator().manual_seed(0)
+        self.centres = torch.randn(3, 8, generator=g) * 2.0
+
+    def batch(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        y = torch.randint(0, 3, (64,), generator=generator)
+        return self.centres[y] + torch.randn(64, 8, generator=generator), y
+
+    def loss(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        return nn.functional.cross_entropy(model(batch[0]), batch[1])
+
+
+def test_program_and_verify_and_hil_work_on_a_converted_model() -> None:
+    from pcm_sim.training.hil import HILConfig, hil_finetune
+
+    torch.manual_seed(4)
+    task = _BlobsTask()
+    mlp = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 3))
+    opt = torch.optim.Adam(mlp.parameters(), lr=1e-2)
+    g = torch.Generator().manual_seed(1)
+    for _ in range(20):  # briefly: the chip's loss leaves room for on-chip training
+        loss = task.loss(mlp, task.batch(g))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    chip = pcm_sim.deploy(pcm_sim.convert(mlp), "pcm_aggressive", seed=0)
+    first = pcm_sim.analog_layers(chip)[0]
+    report = first.program_and_verify()
+    rounds = report.per_iteration
+    assert report.iterations >= 1 and rounds[-1].mean_error_us < 0.8 * rounds[0].mean_error_us
+    test = task.batch(torch.Generator().manual_seed(9))
+    with torch.no_grad():
+        pcm_sim.drift_to(chip, 86_400.0)
+        before = float(task.loss(chip, test))
+    result = hil_finetune(chip, task, HILConfig(steps=60, lr=0.05, t_s=86_400.0))
+    assert result.writes > 0
+    with torch.no_grad():
+        after = float(task.loss(chip, test))
+    assert after < 0.7 * before  # on-chip fine-tuning lowers the loss of the converted model

@@ -28,6 +28,7 @@ __all__ = [
     "evaluate_on_chips",
     "evaluate_saved_chip",
     "parse_time",
+    "program_chip",
     "score_chip",
     "score_programmed",
 ]
@@ -94,6 +95,27 @@ def score_programmed(
     return values
 
 
+def program_chip(
+    model: nn.Module,
+    task: EvaluationTask | dict[str, Any],
+    profile: str | DeviceProfile,
+    seed: int,
+    backend: str | None = None,
+) -> nn.Module:
+    """A copy of ``model`` programmed as chip ``seed`` of ``profile`` (``model`` is untouched).
+
+    Calibrated ADC ranges (``periphery.output_range_policy: calibrated``) are set from the
+    task's calibration batch when it has one, else from one-hot reads.
+    """
+    return deploy(
+        copy.deepcopy(model),
+        profile,
+        seed=seed,
+        backend=backend,  # type: ignore[arg-type]
+        calibration_input=as_task(task).calibration_batch(),
+    )
+
+
 def score_chip(
     model: nn.Module,
     task: EvaluationTask | dict[str, Any],
@@ -114,14 +136,7 @@ def score_chip(
     ``model`` itself is left untouched.
     """
     question = as_task(task)
-    chip_model = copy.deepcopy(model)
-    deploy(
-        chip_model,
-        profile,
-        seed=seed,
-        backend=backend,  # type: ignore[arg-type]
-        calibration_input=question.calibration_batch(),
-    )
+    chip_model = program_chip(model, question, profile, seed, backend)
     return score_programmed(chip_model, question, times, mode, limit, input_seed)
 
 

@@ -39,6 +39,7 @@ from torch import nn
 from tqdm import tqdm
 
 from pcm_sim.crossbar.cost import OpCounter
+from pcm_sim.evaluation import program_chip
 from pcm_sim.nn.analog import deploy, drift_to
 from pcm_sim.profiles import DeviceProfile, ProfileError, load_profile
 from pcm_sim.recipes import RecipeError, load_recipe
@@ -359,9 +360,7 @@ def run_cell(cell: dict[str, Any]) -> dict[str, Any]:
     start, start_cpu = time.perf_counter(), time.thread_time()
     model, task = _cached_model(cell["model"])
     profile = DeviceProfile.from_dict(cell["profile"]["resolved"], cell["profile"]["source"])
-    chip = deploy(
-        copy.deepcopy(model), profile, seed=cell["seed"], calibration_input=task.calibration_batch()
-    )
+    chip = program_chip(model, task, profile, cell["seed"])
     drift_to(chip, cell["t_s"])
     ev = cell["evaluation"]
     counter = OpCounter(chip) if cell.get("count_ops") else None

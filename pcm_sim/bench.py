@@ -21,12 +21,20 @@ import torch.nn.functional as F
 from pcm_sim.crossbar.calibration import program_and_verify
 from pcm_sim.crossbar.streams import ChipStreams
 from pcm_sim.crossbar.tile import CrossbarArray
-from pcm_sim.families.phasor import phasor_spiking_bench
+from pcm_sim.families.phasor import PHASOR_FASHION, spiking_settings
 from pcm_sim.nn.analog import AnalogLinear, deploy, drift_to
+from pcm_sim.nn.phasor import PhasorNet
+from pcm_sim.nn.snu import SNUClassifier
 from pcm_sim.physics import pcm
 from pcm_sim.profiles import load_profile
+from pcm_sim.recipes import load_recipe
 
-__all__ = ["median_seconds", "program_and_verify_bench", "run_benchmarks"]
+__all__ = [
+    "median_seconds",
+    "phasor_spiking_bench",
+    "program_and_verify_bench",
+    "run_benchmarks",
+]
 
 PROFILE = "pcm_nandakumar2019"
 ONE_DAY_S = 86_400.0
@@ -124,8 +132,6 @@ def devices_case(n_devices: int, repeats: int) -> dict[str, Any]:
 @torch.no_grad()
 def snu_case(repeats: int) -> dict[str, Any]:
     """SNU 784-256-256-10 inference, T=20, B=128: float torch vs our crossbar vs aihwkit."""
-    from pcm_sim.families.snu import SNUClassifier
-
     gen = torch.Generator().manual_seed(2)
     spikes = (torch.rand(20, 128, 784, generator=gen) < 0.2).float()
     torch.manual_seed(0)
@@ -148,6 +154,46 @@ def snu_case(repeats: int) -> dict[str, Any]:
         "aihwkit_samples_per_s": samples / t_aihwkit,
         "crossbar_over_aihwkit_throughput": t_aihwkit / t_ours,
         "crossbar_over_float_throughput": t_float / t_ours,
+    }
+
+
+def phasor_spiking_bench(quick: bool) -> dict[str, Any]:
+    """Spiking-mode inference throughput of the ``phasor_fmnist`` network, crossbar vs ideal.
+
+    The recipe's network (initial weights, seed of the recipe) runs in spiking mode with the
+    recipe's settings on random images, once with ideal float weights (software synapses, the
+    same binary-spike MVMs and neuron code) and once programmed on ``pcm_nandakumar2019``
+    crossbars one day after programming (binary rows, ADC, read and output noise, drift
+    compensation).  ``quick``: one batch, else five.  Returns samples per second of both and
+    the crossbar's slowdown.
+    """
+    recipe = load_recipe("phasor_fmnist")
+    params, cycles, batch = spiking_settings(recipe)
+    samples = batch if quick else 5 * batch
+    model = PHASOR_FASHION.build(recipe)
+    assert isinstance(model, PhasorNet)
+    images = torch.rand(samples, 784, generator=torch.Generator().manual_seed(1))
+
+    def throughput() -> float:
+        start = time.perf_counter()
+        for s in range(0, samples, batch):
+            model.spiking(images[s : s + batch], params, cycles)
+        return samples / (time.perf_counter() - start)
+
+    ideal = throughput()
+    drift_to(deploy(model, PROFILE, seed=0), ONE_DAY_S)
+    crossbar = throughput()
+    return {
+        "case": "phasor_spiking",
+        "recipe": recipe["name"],
+        "profile": PROFILE,
+        "samples": samples,
+        "batch_size": batch,
+        "steps_per_cycle": params.steps_per_cycle,
+        "cycles": cycles,
+        "ideal_samples_per_s": ideal,
+        "crossbar_samples_per_s": crossbar,
+        "crossbar_slowdown": ideal / crossbar,
     }
 
 

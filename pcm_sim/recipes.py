@@ -6,11 +6,11 @@ directory), ``family`` (a key of :data:`pcm_sim.families.FAMILIES`), ``model``, 
 names to numbers).  Recipes ship as package data (``models/``) and resolve by name or path.
 
 Each family declares the fields of its ``model``, ``data`` and ``training`` sections as data
-(``schema``: section -> field name -> :class:`Field`).  :func:`validate_recipe` checks a recipe
-against it before any work starts: unknown keys at any level are refused with the nearest valid
-name suggested, missing required keys are named, and every value's type and range is checked
-(numbers finite, ``hwa_profile`` a loadable profile).  Errors are one line naming the file, the
-dotted field, what was expected and what was found.
+(``schema``: section -> field name -> :class:`~pcm_sim.families.schema.Field`).
+:func:`validate_recipe` checks a recipe against it before any work starts: unknown keys at any
+level are refused with the nearest valid name suggested, missing required keys are named, and
+every value's type and range is checked (numbers finite, ``hwa_profile`` a loadable profile).
+Errors are one line naming the file, the dotted field, what was expected and what was found.
 """
 
 from __future__ import annotations
@@ -19,20 +19,16 @@ import difflib
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
+from pcm_sim.families import FAMILIES
+from pcm_sim.families.schema import Field
 from pcm_sim.profiles import ProfileError, _read_yaml, load_profile
 
 __all__ = [
-    "COMMON_TRAINING",
-    "FASHION_DATA",
-    "HWA_TRAINING",
-    "Field",
     "RecipeError",
-    "RecipeSchema",
     "list_recipes",
     "load_recipe",
     "recipe_dir",
@@ -44,64 +40,8 @@ OPTIONAL_SECTIONS = ("expected", "description")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
-FieldType = Literal[
-    "int", "float", "bool", "str", "path", "profile", "ints", "floats", "section", "sections"
-]
-
-
 class RecipeError(ValueError):
     """A model recipe is malformed; the message names the file and what was expected."""
-
-
-@dataclass(frozen=True)
-class Field:
-    """One recipe field: its type, its inclusive range, and whether it must be given.
-
-    ``type``: ``int``, ``float`` (finite), ``bool``, ``str`` (non-empty, one of ``choices`` if
-    given), ``path`` (a non-empty string), ``profile`` (a loadable device profile name or path),
-    ``ints`` / ``floats`` (lists of ``length`` ``(min, max)`` items, each in range),
-    ``section`` (a mapping checked against ``fields``) or ``sections`` (a list of such mappings).
-    ``low`` / ``high`` bound a number or each list item (``above``: ``low`` itself excluded).
-    ``nullable``: ``null`` is accepted and means "not set".  ``first`` / ``last``: the value an
-    integer list must start / end with (the data's input width, the number of classes).
-    """
-
-    type: FieldType
-    low: float | None = None
-    high: float | None = None
-    required: bool = False
-    nullable: bool = False
-    above: bool = False
-    choices: tuple[str, ...] = ()
-    length: tuple[int, int] | None = None
-    first: int | None = None
-    last: int | None = None
-    fields: Mapping[str, Field] | None = None
-
-
-RecipeSchema = Mapping[str, Mapping[str, Field]]
-"""Section (``model``, ``data``, ``training``) -> field name -> :class:`Field`."""
-
-COMMON_TRAINING: dict[str, Field] = {
-    "epochs": Field("int", 1, 100_000, required=True),
-    "batch_size": Field("int", 1, 1_000_000, required=True),
-    "lr": Field("float", 0.0, 10.0, required=True, above=True),
-    "seed": Field("int", 0, 2**63 - 1),
-    "progress": Field("bool"),
-}
-"""Training fields every epoch-based family reads."""
-
-HWA_TRAINING: dict[str, Field] = {
-    "hwa_profile": Field("profile", nullable=True),
-    "hwa_t_s": Field("float", 0.0, 1e10),
-}
-"""Hardware-aware training: the profile to sample chips from and the time (s) to sample at."""
-
-FASHION_DATA: dict[str, Field] = {
-    "dataset": Field("str", choices=("fashion_mnist", "mnist")),
-    "data_dir": Field("path", nullable=True),
-}
-"""Image data: IDX files (Fashion-MNIST or MNIST, same layout) in ``data_dir``."""
 
 
 def recipe_dir() -> Path:
@@ -218,8 +158,6 @@ def _check_section(data: Any, fields: Mapping[str, Field], where: str) -> None:
 
 def validate_recipe(data: Any, source: str) -> dict[str, Any]:
     """Check a recipe against its family's schema (see the module docstring); returns it."""
-    from pcm_sim.families import FAMILIES
-
     if not isinstance(data, dict):
         raise RecipeError(f"{source}: expected a mapping, got {type(data).__name__}")
     for key in data:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pcm_sim.evaluation import DEFAULT_TIMES, evaluate_on_chips
-from pcm_sim.families.snu import evaluate_sequence_model
+from pcm_sim.families.chorales import sequence_nll
 from pcm_sim.training.checkpoint import load_checkpoint, train_recipe
 
 RECIPES = ("ssnu_chorales", "ssnu_rec_chorales", "lstm_chorales")
@@ -45,7 +45,7 @@ for recipe in RECIPES:
     for seed in args.seeds:
         ckpt = train_recipe(recipe, out / f"{recipe}_seed{seed}", {"seed": seed, "progress": False})
         model, payload = load_checkpoint(ckpt)
-        valid.append(evaluate_sequence_model(model, payload["recipe"], "valid")["nll"])
+        valid.append(sequence_nll(model, payload["recipe"], "valid")["nll"])
         test.append(payload["software"]["nll"])
         seconds.append(payload["train_seconds"])
     report[recipe] = {

@@ -32,6 +32,7 @@ import torch
 
 from pcm_sim.evaluation import DEFAULT_TIMES, evaluate_on_chips
 from pcm_sim.families import FAMILIES
+from pcm_sim.families.coarse_lif import score_split
 from pcm_sim.training.checkpoint import load_checkpoint, train_recipe
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -77,7 +78,9 @@ seed = int(recipe["training"].get("seed", 0))
 def score(mode: str, rec: dict[str, Any], limit: int | None, split: str = "test") -> float:
     """Accuracy on ``split`` with the fixed input-encoding seed (paired across modes)."""
     gen = torch.Generator().manual_seed(seed + 1)
-    return family.evaluate(model, rec, gen, mode, limit, split=split)["accuracy"]
+    model.eval()
+    with torch.no_grad():
+        return score_split(model, rec, gen, mode, limit, split)["accuracy"]
 
 
 results: dict[str, Any] = {

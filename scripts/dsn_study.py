@@ -32,11 +32,13 @@ from torch import Tensor, nn
 
 from pcm_sim.data.fashion_mnist import load_fashion_mnist
 from pcm_sim.evaluation import DEFAULT_TIMES, TIME_LABELS, evaluate_on_chips
-from pcm_sim.families.dsn import DSNFashionFamily, fit_dsn_epoch
+from pcm_sim.families.dsn import DSN_FASHION, spike_count_objective
 from pcm_sim.nn.analog import deploy, drift_to
 from pcm_sim.nn.dsn import DeepSpikingNetwork, ReLUMLP
 from pcm_sim.recipes import load_recipe
+from pcm_sim.training.batches import SampleData
 from pcm_sim.training.checkpoint import load_checkpoint, save_checkpoint
+from pcm_sim.training.loop import train_epoch
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
@@ -62,11 +64,12 @@ if args.epochs:
 tr = recipe["training"]
 seed, epochs, batch, lr = int(tr["seed"]), int(tr["epochs"]), int(tr["batch_size"]), float(tr["lr"])
 sizes = list(recipe["model"]["sizes"])
-family = DSNFashionFamily()
+family = DSN_FASHION
 images, labels = load_fashion_mnist(None, "train")
 if args.train_limit:
     images, labels = images[: args.train_limit], labels[: args.train_limit]
 test_x, test_y = load_fashion_mnist(None, "test")
+train_data = SampleData(images, labels, batch, spike_count_objective)
 results: dict[str, Any] = {"recipe": recipe, "args": vars(args)}
 
 
@@ -120,7 +123,14 @@ for epoch in range(1, epochs + 1):
         t_dsn = float(dsn_part["dsn_epoch_s"])
     else:
         t_dsn = time.perf_counter()
-        row = fit_dsn_epoch(dsn, opt_dsn, images, labels, order, batch, False)
+        row = train_epoch(
+            dsn,
+            opt_dsn,
+            train_data.in_order(order, generator),
+            train_data.loss,
+            train_data.batches(),
+            show_progress=False,
+        )
         t_dsn = time.perf_counter() - t_dsn
         sched_dsn.step()
         dsn_part = {
@@ -264,7 +274,8 @@ t0 = time.perf_counter()
 n_program = 0
 for _ in range(args.hil_epochs):
     order = torch.randperm(len(images), generator=hil_gen)
-    fit_dsn_epoch(soft, opt_soft, images, labels, order, batch, False)
+    batches = train_data.in_order(order, hil_gen)
+    train_epoch(soft, opt_soft, batches, train_data.loss, train_data.batches(), show_progress=False)
     for i in range(0, len(order), batch):
         idx = order[i : i + batch]
         deploy(hil, args.profile, seed=10_000 + n_program)  # program the current weights

@@ -39,8 +39,15 @@ import torch
 
 from pcm_sim.backends.aihwkit_training import aihwkit_finetune, to_aihwkit_training
 from pcm_sim.families import FAMILIES
+from pcm_sim.profiles import load_profile
 from pcm_sim.training.checkpoint import load_checkpoint, train_recipe
-from pcm_sim.training.hil import HILConfig, correct_and_evaluate, task_for_recipe
+from pcm_sim.training.correction import (
+    CorrectionCase,
+    correct_and_evaluate,
+    correction_study,
+    summarize_case,
+)
+from pcm_sim.training.hil import HILConfig
 
 DAY = 86_400.0
 PROFILES = ("pcm_nandakumar2019", "pcm_hermes2023")
@@ -76,72 +83,53 @@ print(
 
 hil_1d = HILConfig(steps=args.steps, lr=args.lr, granularity_gmax=args.granularity, t_s=DAY)
 hil_0 = HILConfig(steps=args.steps, lr=args.lr, granularity_gmax=args.granularity, t_s=0.0)
-task = task_for_recipe(recipe, hil_1d.batch_size)
+task = family.hil_task(recipe, hil_1d.batch_size)
 
 # ---------------------------------------------------------------- pcm-sim: (a), (b), (c), (c0)
-runs: list[dict[str, Any]] = []
+cases = [
+    CorrectionCase("open", "open", (0.0, DAY)),
+    CorrectionCase("verify", "verify", (0.0, DAY)),
+    CorrectionCase("hil_1d", "hil", (DAY,), hil_1d),
+    CorrectionCase("hil_0", "hil", (0.0, DAY), hil_0),
+]
+runs: dict[str, list[dict[str, Any]]] = {}
 for profile in PROFILES:
-    for chip in range(args.chips):
-        cases = [
-            ("open", "open", None, [0.0, DAY]),
-            ("verify", "verify", None, [0.0, DAY]),
-            ("hil_1d", "hil", hil_1d, [DAY]),
-            ("hil_0", "hil", hil_0, [0.0, DAY]),
-        ]
-        for name, method, config, times in cases:
-            result = correct_and_evaluate(
-                model, recipe, profile, method, times, chip_seed=chip, hil=config, task=task
-            )
-            result["case"] = name
-            for layer in result.get("verify", []):
-                layer.pop("per_iteration")
-            if "hil" in result:
-                losses = result["hil"].pop("losses")
-                n = max(1, len(losses) // 10)
-                result["hil"]["loss_first"] = statistics.fmean(losses[:n])
-                result["hil"]["loss_last"] = statistics.fmean(losses[-n:])
-            runs.append(result)
-            scores = " ".join(
-                f"t={t:g}s {v:.4f}" for t, v in zip(times, result["values"], strict=True)
-            )
-            print(f"{profile} chip {chip} {name:7s} {scores} pulses {result['pulses_mean']:.3f}")
+    runs[profile] = correction_study(
+        model, recipe, load_profile(profile), cases, range(args.chips), task=task, log=print
+    )
+    for result in runs[profile]:
+        for layer in result.get("verify", []):
+            layer.pop("per_iteration")
+        if "hil" in result:
+            losses = result["hil"].pop("losses")
+            n = max(1, len(losses) // 10)
+            result["hil"]["loss_first"] = statistics.fmean(losses[:n])
+            result["hil"]["loss_last"] = statistics.fmean(losses[-n:])
 
-
-control = correct_and_evaluate(model, recipe, "ideal", "hil", [DAY], hil=hil_1d, task=task)
+control = correct_and_evaluate(
+    model, recipe, load_profile("ideal"), "hil", [DAY], hil=hil_1d, task=task
+)
 control["hil"].pop("losses")
 print(f"ideal chip, HIL control: {control['values'][0]:.4f}")
 
-
-def score(profile: str, case: str, t_s: float) -> list[float]:
-    """Per-chip scores of one case at one time."""
-    return [
-        r["values"][r["times"].index(t_s)]
-        for r in runs
-        if r["profile"] == profile and r["case"] == case and t_s in r["times"]
-    ]
-
-
-def pulses(profile: str, case: str) -> tuple[float, int]:
-    rows = [r for r in runs if r["profile"] == profile and r["case"] == case]
-    return statistics.fmean(r["pulses_mean"] for r in rows), max(r["pulses_max"] for r in rows)
-
-
 summary: dict[str, Any] = {}
 for profile in PROFILES:
-    open_1d = statistics.fmean(score(profile, "open", DAY))
+    open_1d = summarize_case(runs[profile], "open", DAY)["mean"]
     gap = software - open_1d
     rows = {}
     for case in ("open", "verify", "hil_1d", "hil_0"):
-        values = score(profile, case, DAY)
-        mean = statistics.fmean(values)
+        day = summarize_case(runs[profile], case, DAY)
+        at_0 = summarize_case(runs[profile], case, 0.0)["mean"] if case != "hil_1d" else None
         rows[case] = {
-            "mean_1d": mean,
-            "std_1d": statistics.stdev(values) if len(values) > 1 else 0.0,
-            "per_chip_1d": values,
-            "mean_0": statistics.fmean(score(profile, case, 0.0)) if case != "hil_1d" else None,
-            "gap_recovered": (mean - open_1d) / gap if gap > 0 else None,
-            "pulses_mean": pulses(profile, case)[0],
-            "pulses_max": pulses(profile, case)[1],
+            "mean_1d": day["mean"],
+            "std_1d": day["std"],
+            "per_chip_1d": day["per_chip"],
+            "mean_0": summarize_case(runs[profile], case, 0.0)["mean"]
+            if case != "hil_1d"
+            else None,
+            "gap_recovered": (day["mean"] - open_1d) / gap if gap > 0 else None,
+            "pulses_mean": day["pulses_mean"],
+            "pulses_max": day["pulses_max"],
         }
     summary[profile] = {"software": software, "gap_1d": gap, "cases": rows}
 
@@ -177,7 +165,7 @@ result = {
     "summary": summary,
     "control_ideal_hil": control["values"][0],
     "aihwkit": aihwkit,
-    "runs": runs,
+    "runs": [result for profile in PROFILES for result in runs[profile]],
     "seconds": time.perf_counter() - started,
 }
 (out / "hil_study.json").write_text(json.dumps(result, indent=2))

@@ -10,9 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import statistics
 from pathlib import Path
-from typing import Any
 
 from pcm_sim.commands.args import (
     existing_dir,
@@ -102,12 +100,13 @@ def _correct(args: argparse.Namespace) -> int:
     from pcm_sim.profiles import load_profile
     from pcm_sim.seeds import input_generator
     from pcm_sim.training.checkpoint import load_checkpoint
-    from pcm_sim.training.hil import (
+    from pcm_sim.training.correction import (
+        CorrectionCase,
         CorrectionMethod,
-        HILConfig,
-        correct_and_evaluate,
-        task_for_recipe,
+        correction_study,
+        summarize_case,
     )
+    from pcm_sim.training.hil import HILConfig
 
     t_s: float = args.t
     profile = load_profile(args.profile)
@@ -127,27 +126,21 @@ def _correct(args: argparse.Namespace) -> int:
     methods: list[CorrectionMethod] = ["open", "verify"]
     if args.method == "hil":
         methods.append("hil")
-    task = task_for_recipe(recipe, config.batch_size) if args.method == "hil" else None
-    runs: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
-    for chip in range(args.seed, args.seed + args.chips):
-        for method in methods:
-            save = _chip_path(args.save_chip, chip, args.chips) if method == methods[-1] else None
-            runs[method].append(
-                correct_and_evaluate(
-                    model,
-                    recipe,
-                    profile,
-                    method,
-                    [t_s],
-                    chip_seed=chip,
-                    hil=config,
-                    tolerance_gmax=args.tolerance,
-                    max_iterations=args.max_iterations,
-                    limit=args.limit,
-                    task=task,
-                    save_chip_path=save,
-                )
-            )
+    cases = [CorrectionCase(m, m, (t_s,), config) for m in methods]
+    chips = range(args.seed, args.seed + args.chips)
+    runs = correction_study(
+        model,
+        recipe,
+        profile,
+        cases,
+        chips,
+        args.tolerance,
+        args.max_iterations,
+        args.limit,
+        save_chip=lambda case, chip: (
+            _chip_path(args.save_chip, chip, args.chips) if case is cases[-1] else None
+        ),
+    )
     software = payload["software"][family.metric]
     if args.limit:  # score the software model on the same subset as the chips
         subset = family.evaluate(model, recipe, input_generator(), limit=args.limit)
@@ -155,19 +148,12 @@ def _correct(args: argparse.Namespace) -> int:
     print(f"{recipe['name']} on {profile.name} at t = {t_s:g} s ({args.chips} chip(s))")
     print(f"  {'software':<20s} {family.metric} {software:.4f}")
     summary = {}
-    for name, rows in runs.items():
-        values = [r["values"][0] for r in rows]
-        pulses = statistics.fmean(r["pulses_mean"] for r in rows)
-        pulses_max = max(r["pulses_max"] for r in rows)
-        summary[name] = {
-            "mean": statistics.fmean(values),
-            "per_chip": values,
-            "pulses_mean": pulses,
-            "pulses_max": pulses_max,
-        }
+    for name in methods:
+        row = summarize_case(runs, name, t_s)
+        summary[name] = {k: row[k] for k in ("mean", "per_chip", "pulses_mean", "pulses_max")}
         print(
-            f"  {LABELS[name]:<20s} {family.metric} {statistics.fmean(values):.4f}"
-            f"   pulses/device {pulses:.3f} (max {pulses_max})"
+            f"  {LABELS[name]:<20s} {family.metric} {row['mean']:.4f}"
+            f"   pulses/device {row['pulses_mean']:.3f} (max {row['pulses_max']})"
         )
     if args.json:
         result = {
@@ -179,11 +165,11 @@ def _correct(args: argparse.Namespace) -> int:
             "software": software,
             "hil_config": dataclasses.asdict(config),
             "summary": summary,
-            "runs": runs,
+            "runs": {name: [r for r in runs if r["case"] == name] for name in methods},
         }
         write_text_atomic(args.json, json.dumps(result, indent=2))
         print(f"wrote {args.json}")
-    for chip in range(args.seed, args.seed + args.chips):
+    for chip in chips:
         saved = _chip_path(args.save_chip, chip, args.chips)
         if saved is not None:
             print(f"saved chip {chip} ({LABELS[methods[-1]]}): {saved}")

@@ -1,74 +1,53 @@
-"""Network families: how a recipe becomes a model, is trained and is scored.
+"""Network families: the glue between a recipe and a network (which data, network and metric).
 
-Each family implements :class:`Family`; :data:`FAMILIES` maps recipe ``family`` keys to them.
+:data:`FAMILIES` maps a recipe's ``family`` key to its :class:`~pcm_sim.families.base.Family`.
+A family's module is imported the first time a recipe names it, so loading an SNU recipe
+imports neither gymnasium nor scipy (CartPole's needs).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Protocol
+import importlib
+from collections.abc import Iterator, Mapping
 
-import torch
-from torch import nn
+from pcm_sim.families.base import Family, ProgressFn
 
-from pcm_sim.recipes import RecipeSchema
+__all__ = ["FAMILIES", "Family", "ProgressFn"]
 
-__all__ = ["FAMILIES", "Family", "Metric"]
-
-ProgressFn = Callable[[str], None]
-
-
-class Metric(dict[str, float]):
-    """Scores of one evaluation, e.g. ``{"accuracy": 0.89}``."""
-
-
-class Family(Protocol):
-    """What every network family provides."""
-
-    metric: str
-    higher_is_better: bool
-    schema: RecipeSchema
-    """Fields of the recipe's ``model``, ``data`` and ``training`` (see :mod:`pcm_sim.recipes`)."""
-
-    def build(self, recipe: dict[str, Any]) -> nn.Module:
-        """A fresh model for the recipe (its synapses are AnalogLinear/AnalogConv2d)."""
-        ...
-
-    def fit(
-        self, model: nn.Module, recipe: dict[str, Any], generator: torch.Generator, log: ProgressFn
-    ) -> list[dict[str, float]]:
-        """Train in software (hardware-aware if the recipe says so); returns per-epoch history."""
-        ...
-
-    def evaluate(
-        self,
-        model: nn.Module,
-        recipe: dict[str, Any],
-        generator: torch.Generator,
-        mode: str = "default",
-        limit: int | None = None,
-    ) -> dict[str, float]:
-        """Score the model on the test split (``limit`` samples at most)."""
-        ...
+_WHERE = {
+    "snu_fmnist": ("snu", "SNU_FASHION"),
+    "ssnu_chorales": ("chorales", "SSNU_CHORALES"),
+    "lstm_chorales": ("chorales", "LSTM_CHORALES"),
+    "dsn_fmnist": ("dsn", "DSN_FASHION"),
+    "coarse_lif_fmnist": ("coarse_lif", "COARSE_LIF_FASHION"),
+    "coarse_lif_cartpole": ("cartpole", "CARTPOLE"),
+    "phasor_fmnist": ("phasor", "PHASOR_FASHION"),
+}
+"""Family key -> (module of :mod:`pcm_sim.families`, name of its :class:`Family` value)."""
 
 
-def _registry() -> dict[str, Family]:
-    from pcm_sim.families.cartpole import CartPoleFamily
-    from pcm_sim.families.coarse_lif import CoarseLIFFashionFamily
-    from pcm_sim.families.dsn import DSNFashionFamily
-    from pcm_sim.families.lstm import LSTMChoralesFamily
-    from pcm_sim.families.phasor import PhasorFashionFamily
-    from pcm_sim.families.snu import SNUChoralesFamily, SNUFashionFamily
+class _Registry(Mapping[str, Family]):
+    """The family keys, each family loaded (and kept) on first access."""
 
-    return {
-        "snu_fmnist": SNUFashionFamily(),
-        "ssnu_chorales": SNUChoralesFamily(),
-        "lstm_chorales": LSTMChoralesFamily(),
-        "dsn_fmnist": DSNFashionFamily(),
-        "coarse_lif_fmnist": CoarseLIFFashionFamily(),
-        "coarse_lif_cartpole": CartPoleFamily(),
-        "phasor_fmnist": PhasorFashionFamily(),
-    }
+    def __init__(self) -> None:
+        self._loaded: dict[str, Family] = {}
+
+    def __getitem__(self, key: str) -> Family:
+        if key not in self._loaded:
+            module, name = _WHERE[key]
+            family = getattr(importlib.import_module(f"pcm_sim.families.{module}"), name)
+            assert isinstance(family, Family)
+            self._loaded[key] = family
+        return self._loaded[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in _WHERE
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_WHERE)
+
+    def __len__(self) -> int:
+        return len(_WHERE)
 
 
-FAMILIES: dict[str, Family] = _registry()
+FAMILIES: Mapping[str, Family] = _Registry()

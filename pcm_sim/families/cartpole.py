@@ -13,7 +13,8 @@ continuous-time LQR gain of CartPole linearised about the upright position
 diag(q)``, ``R = 1``.  The dataset starts with states drawn uniformly from a box and grows with
 the states the current policy visits, each labelled by the expert; the policy is trained with
 backpropagation through the ``T`` steps (surrogate gradient) on the cross-entropy of
-``readout_scale * logits``.
+``readout_scale * logits``, with Adam (one optimizer for the whole run, constant learning rate),
+optionally hardware-aware (every ``training.hwa_*`` key, as the epoch-based families).
 
 Metric: the average return (steps balanced, at most 500) over ``episodes`` episodes whose initial
 states come from the seeds ``eval_seed + i`` (the same episodes on every chip).
@@ -21,20 +22,20 @@ states come from the seeds ``eval_seed + i`` (the same episodes on every chip).
 
 from __future__ import annotations
 
-from typing import Any
-
 import gymnasium as gym
 import numpy as np
 import scipy.linalg
 import torch
-from torch import Tensor, nn
+from torch import Generator, Tensor, nn
 
-from pcm_sim.families import ProgressFn
+from pcm_sim.families.base import Family, History, Limit, ProgressFn, Recipe, Scores
+from pcm_sim.families.schema import HWA_TRAINING, Field, RecipeSchema
 from pcm_sim.nn.analog import enable_hwa
 from pcm_sim.nn.coarse_lif import CoarseLIFMLP
-from pcm_sim.recipes import HWA_TRAINING, Field, RecipeSchema
+from pcm_sim.training.batches import SampleData, cross_entropy
+from pcm_sim.training.loop import setup_hwa, train_epoch
 
-__all__ = ["CartPoleFamily", "encode_state", "lqr_gain", "rollout"]
+__all__ = ["CARTPOLE", "encode_state", "lqr_gain", "rollout"]
 
 GRAVITY = 9.8
 """m/s², gymnasium CartPole-v1."""
@@ -46,7 +47,7 @@ POLE_HALF_LENGTH = 0.5
 """m, gymnasium CartPole-v1 (``length`` is half the pole's length)."""
 MAX_RETURN = 500.0
 """CartPole-v1 truncates episodes at 500 steps."""
-CARTPOLE_SCHEMA: RecipeSchema = {
+SCHEMA: RecipeSchema = {
     "model": {
         "sizes": Field("ints", 1, 100_000, required=True, length=(2, 16), first=9, last=2),
         "tau": Field("float", 0.0, 1e4, above=True),
@@ -144,81 +145,64 @@ def rollout(
     return returns, np.concatenate(visited)
 
 
-class CartPoleFamily:
-    """CartPole-v1 balancing with a coarse-scale LIF policy trained by DAgger on an LQR expert."""
+def build(recipe: Recipe) -> nn.Module:
+    """The recipe's network (parameters drawn from torch's global generator)."""
+    m = recipe["model"]
+    return CoarseLIFMLP(
+        list(m["sizes"]), float(m.get("tau", 2.0)), float(m.get("beta", 5.0)), analog_input=True
+    )
 
-    metric = "return"
-    higher_is_better = True
-    schema = CARTPOLE_SCHEMA
 
-    def build(self, recipe: dict[str, Any]) -> nn.Module:
-        m = recipe["model"]
-        return CoarseLIFMLP(
-            list(m["sizes"]), float(m.get("tau", 2.0)), float(m.get("beta", 5.0)), analog_input=True
+def _scale(recipe: Recipe) -> Tensor:
+    return torch.tensor(recipe["data"]["state_scale"], dtype=torch.float32)
+
+
+def _train_policy(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    states: Tensor,
+    labels: Tensor,
+    recipe: Recipe,
+    generator: torch.Generator,
+) -> float:
+    """``epochs_per_iteration`` epochs on the aggregated dataset; returns the last mean loss."""
+    tr = recipe["training"]
+    steps, scale = int(recipe["data"]["steps"]), _scale(recipe)
+    objective = cross_entropy(float(recipe["model"].get("readout_scale", 2.0)))
+    data = SampleData(
+        states, labels, int(tr["batch_size"]), objective, lambda s, _: encode_state(s, scale, steps)
+    )
+    loss = 0.0
+    for _ in range(int(tr["epochs_per_iteration"])):
+        row = train_epoch(
+            model, optimizer, data.epoch(generator), data.loss, data.batches(), show_progress=False
         )
+        loss = row["loss"]
+    model.eval()
+    return loss
 
-    def _scale(self, recipe: dict[str, Any]) -> Tensor:
-        return torch.tensor(recipe["data"]["state_scale"], dtype=torch.float32)
 
-    def _train_policy(
-        self,
-        model: nn.Module,
-        opt: torch.optim.Optimizer,
-        states: Tensor,
-        labels: Tensor,
-        recipe: dict[str, Any],
-        generator: torch.Generator,
-    ) -> float:
-        """``epochs_per_iteration`` epochs on the aggregated dataset; returns the last mean loss."""
-        tr = recipe["training"]
-        steps, scale = int(recipe["data"]["steps"]), self._scale(recipe)
-        readout = float(recipe["model"].get("readout_scale", 2.0))
-        batch = int(tr["batch_size"])
-        model.train()
-        loss_sum = 0.0
-        for _ in range(int(tr["epochs_per_iteration"])):
-            order = torch.randperm(len(states), generator=generator)
-            loss_sum = 0.0
-            for i in range(0, len(order), batch):
-                idx = order[i : i + batch]
-                logits = model(encode_state(states[idx], scale, steps))
-                loss = nn.functional.cross_entropy(readout * logits, labels[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                loss_sum += loss.item() * len(idx)
-        model.eval()
-        return loss_sum / len(states)
-
-    def fit(
-        self, model: nn.Module, recipe: dict[str, Any], generator: torch.Generator, log: ProgressFn
-    ) -> list[dict[str, float]]:
-        tr, data = recipe["training"], recipe["data"]
-        q0, q1, q2, q3 = (float(q) for q in data.get("lqr_q", (1.0, 1.0, 10.0, 1.0)))
-        gain = lqr_gain((q0, q1, q2, q3))
-        steps, scale = int(data["steps"]), self._scale(recipe)
-        box = torch.tensor(data["train_box"], dtype=torch.float32)
-        n_box = int(tr["box_samples"])
-        states = (2.0 * torch.rand(n_box, 4, generator=generator) - 1.0) * box  # (N, 4)
-        labels = torch.from_numpy(expert_action(states.numpy(), gain))
-        opt = torch.optim.Adam(model.parameters(), lr=float(tr["lr"]))
-        hwa = tr.get("hwa_profile")
-        if hwa:
-            enable_hwa(
-                model,
-                hwa,
-                seed=int(tr.get("seed", 0)) + 101,
-                t_s=float(tr.get("hwa_t_s", 86_400.0)),
-            )
-        history = []
-        episodes = int(tr["episodes_per_iteration"])
+def train(model: nn.Module, recipe: Recipe, generator: torch.Generator, log: ProgressFn) -> History:
+    """DAgger on the LQR expert (module docstring); one history row per iteration."""
+    tr, data = recipe["training"], recipe["data"]
+    q0, q1, q2, q3 = (float(q) for q in data.get("lqr_q", (1.0, 1.0, 10.0, 1.0)))
+    gain = lqr_gain((q0, q1, q2, q3))
+    steps, scale = int(data["steps"]), _scale(recipe)
+    box = torch.tensor(data["train_box"], dtype=torch.float32)
+    n_box = int(tr["box_samples"])
+    states = (2.0 * torch.rand(n_box, 4, generator=generator) - 1.0) * box  # (N, 4)
+    labels = torch.from_numpy(expert_action(states.numpy(), gain))
+    opt = torch.optim.Adam(model.parameters(), lr=float(tr["lr"]))
+    setup_hwa(model, tr, log)
+    history = []
+    episodes = int(tr["episodes_per_iteration"])
+    try:
         for iteration in range(int(tr["dagger_iterations"])):
-            loss = self._train_policy(model, opt, states, labels, recipe, generator)
+            loss = _train_policy(model, opt, states, labels, recipe, generator)
             beta = float(tr.get("dagger_beta", 0.5)) ** (iteration + 1)
             seeds = [10_000 * (iteration + 1) + i for i in range(episodes)]
             returns, visited = rollout(model, scale, steps, seeds, gain, beta, generator)
-            new = torch.as_tensor(visited, dtype=torch.float32)
-            states = torch.cat([states, new])
+            states = torch.cat([states, torch.as_tensor(visited, dtype=torch.float32)])
             labels = torch.cat([labels, torch.from_numpy(expert_action(visited, gain))])
             row = {
                 "iteration": float(iteration + 1),
@@ -231,27 +215,30 @@ class CartPoleFamily:
                 f"DAgger {iteration + 1}: loss {loss:.4f}  return {row['mean_return']:.1f} "
                 f"(expert share {beta:.2f})  dataset {len(states)}"
             )
-        loss = self._train_policy(model, opt, states, labels, recipe, generator)
-        history.append(
-            {"iteration": float(len(history) + 1), "loss": loss, "dataset": float(len(states))}
-        )
+        loss = _train_policy(model, opt, states, labels, recipe, generator)
+    finally:
         enable_hwa(model, None, seed=0)
-        return history
+    history.append(
+        {"iteration": float(len(history) + 1), "loss": loss, "dataset": float(len(states))}
+    )
+    return history
 
-    @torch.no_grad()
-    def evaluate(
-        self,
-        model: nn.Module,
-        recipe: dict[str, Any],
-        generator: torch.Generator,
-        mode: str = "default",
-        limit: int | None = None,
-    ) -> dict[str, float]:
-        """Average return over ``limit`` (default ``data.episodes``) seeded episodes."""
-        if mode != "default":
-            raise ValueError(f"mode: the CartPole policy has one mode ('default'), got {mode!r}")
-        data = recipe["data"]
-        episodes = limit or int(data.get("episodes", 100))
-        seeds = [int(data.get("eval_seed", 1_000_000)) + i for i in range(episodes)]
-        returns, _ = rollout(model, self._scale(recipe), int(data["steps"]), seeds)
-        return {"return": float(np.mean(returns)), "min_return": float(np.min(returns))}
+
+def score(model: nn.Module, recipe: Recipe, gen: Generator, mode: str, limit: Limit) -> Scores:
+    """Average return over ``limit`` (default ``data.episodes``) seeded episodes."""
+    data = recipe["data"]
+    episodes = limit or int(data.get("episodes", 100))
+    seeds = [int(data.get("eval_seed", 1_000_000)) + i for i in range(episodes)]
+    returns, _ = rollout(model, _scale(recipe), int(data["steps"]), seeds)
+    return {"return": float(np.mean(returns)), "min_return": float(np.min(returns))}
+
+
+CARTPOLE = Family(
+    title="the CartPole policy",
+    metric="return",
+    higher_is_better=True,
+    schema=SCHEMA,
+    build=build,
+    score=score,
+    train=train,
+)

@@ -1,10 +1,11 @@
-"""Coarse-scale LIF convolutional network (Yanguas-Gil 2020) on Fashion-MNIST.
+"""``coarse_lif_fmnist``: a coarse-scale LIF convolutional network (Yanguas-Gil 2020) on
+Fashion-MNIST.
 
 Bernoulli rate-coded images ``(T, B, 1, 28, 28)`` (``T`` = 4 to 8 steps) drive a LeNet-like
 :class:`~pcm_sim.nn.coarse_lif.CoarseLIFConvNet`; the prediction is the output layer's spike
 count (ties broken by membrane potential).  Training: backpropagation through the ``T`` steps
 with the surrogate gradient ``beta σ(beta(v-1))(1 - σ(beta(v-1)))``, cross-entropy on
-``readout_scale * logits``, Adam with a cosine schedule, optional hardware-aware noise.
+``readout_scale * logits``.
 
 Evaluation modes: ``default`` runs the coarse-scale model; ``continuous`` runs the same synapses
 with continuous-time LIF neurons on a fine grid of ``dt_s`` (each input spike placed at a
@@ -16,26 +17,31 @@ and its output spikes are counted over the whole run), from the same coarse inpu
 
 from __future__ import annotations
 
-import math
-from typing import Any
-
 import torch
-from torch import Tensor, nn
+from torch import Generator, Tensor, nn
 
 from pcm_sim.data.encoding import bernoulli_rate_code
-from pcm_sim.data.fashion_mnist import load_fashion_mnist
-from pcm_sim.families import ProgressFn
+from pcm_sim.families.base import Limit, Recipe, Scores, image_classifier
+from pcm_sim.families.data import EVAL_CHUNK, accuracy, image_split
+from pcm_sim.families.schema import (
+    COMMON_TRAINING,
+    FASHION_DATA,
+    HWA_TRAINING,
+    TRAIN_LIMIT,
+    Field,
+    RecipeSchema,
+)
 from pcm_sim.functional.lif import ContinuousLIFParams, refine_spike_train
-from pcm_sim.nn.analog import enable_hwa
 from pcm_sim.nn.coarse_lif import CoarseLIFConvNet
-from pcm_sim.recipes import COMMON_TRAINING, FASHION_DATA, HWA_TRAINING, Field, RecipeSchema
 from pcm_sim.seeds import timing_generator
-from pcm_sim.training.loop import EpochTimer, progress
+from pcm_sim.training.batches import SampleData, cross_entropy
 
-__all__ = ["CoarseLIFFashionFamily", "image_spikes"]
+__all__ = ["COARSE_LIF_FASHION", "image_spikes", "score_split"]
 
 IMAGE_SHAPE = (1, 28, 28)
-COARSE_LIF_SCHEMA: RecipeSchema = {
+CONTINUOUS_CHUNK = 50
+"""Test images run at once in continuous time (bounds im2col memory on chips)."""
+SCHEMA: RecipeSchema = {
     "model": {
         "channels": Field("ints", 1, 4096, length=(2, 2)),
         "hidden": Field("int", 1, 100_000),
@@ -53,11 +59,7 @@ COARSE_LIF_SCHEMA: RecipeSchema = {
         "dt_s": Field("float", 0.0, 1.0, above=True),
         "input_jitter": Field("float", 0.0, 1.0),
     },
-    "training": {
-        **COMMON_TRAINING,
-        **HWA_TRAINING,
-        "train_limit": Field("int", 1, 10**9, nullable=True),
-    },
+    "training": {**COMMON_TRAINING, **HWA_TRAINING, **TRAIN_LIMIT},
 }
 
 
@@ -67,103 +69,73 @@ def image_spikes(images: Tensor, steps: int, generator: torch.Generator) -> Tens
     return spikes.reshape(steps, images.shape[0], *IMAGE_SHAPE)
 
 
-class CoarseLIFFashionFamily:
-    """Fashion-MNIST classification with a coarse-scale LIF convolutional network."""
+def build(recipe: Recipe) -> nn.Module:
+    """The recipe's network (parameters drawn from torch's global generator)."""
+    m = recipe["model"]
+    c1, c2 = (int(c) for c in m.get("channels", (16, 32)))
+    return CoarseLIFConvNet(
+        (c1, c2),
+        int(m.get("hidden", 256)),
+        int(m.get("classes", 10)),
+        float(m.get("tau", 2.0)),
+        float(m.get("beta", 5.0)),
+    )
 
-    metric = "accuracy"
-    higher_is_better = True
-    schema = COARSE_LIF_SCHEMA
 
-    def build(self, recipe: dict[str, Any]) -> nn.Module:
-        m = recipe["model"]
-        c1, c2 = (int(c) for c in m.get("channels", (16, 32)))
-        return CoarseLIFConvNet(
-            (c1, c2),
-            int(m.get("hidden", 256)),
-            int(m.get("classes", 10)),
-            float(m.get("tau", 2.0)),
-            float(m.get("beta", 5.0)),
-        )
+def training_data(recipe: Recipe) -> SampleData:
+    """The training split (at most ``training.train_limit`` samples) in batches of
+    ``training.batch_size``."""
+    images, labels = image_split(recipe, "train")
+    steps = int(recipe["data"]["steps"])
+    objective = cross_entropy(float(recipe["model"].get("readout_scale", 2.0)))
+    batch = int(recipe["training"]["batch_size"])
+    return SampleData(images, labels, batch, objective, lambda x, g: image_spikes(x, steps, g))
 
-    def _data(self, recipe: dict[str, Any], split: str) -> tuple[Tensor, Tensor]:
-        return load_fashion_mnist(recipe["data"].get("data_dir"), split)  # type: ignore[arg-type]
 
-    def fit(
-        self, model: nn.Module, recipe: dict[str, Any], generator: torch.Generator, log: ProgressFn
-    ) -> list[dict[str, float]]:
-        tr = recipe["training"]
-        steps = int(recipe["data"]["steps"])
-        scale = float(recipe["model"].get("readout_scale", 2.0))
-        images, labels = self._data(recipe, "train")
-        limit = tr.get("train_limit")
-        if limit:
-            images, labels = images[: int(limit)], labels[: int(limit)]
-        epochs, batch = int(tr["epochs"]), int(tr["batch_size"])
-        opt = torch.optim.Adam(model.parameters(), lr=float(tr["lr"]))
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
-        profile = tr.get("hwa_profile")
-        if profile:
-            t_s = float(tr.get("hwa_t_s", 86_400.0))
-            enable_hwa(model, profile, seed=int(tr.get("seed", 0)) + 101, t_s=t_s)
-            log(f"hardware-aware training: weights sampled from {profile} at t = {t_s:g} s")
-        timer = EpochTimer(epochs, log)
-        n_batches = math.ceil(len(images) / batch)
-        for epoch in range(1, epochs + 1):
-            model.train()
-            order = torch.randperm(len(images), generator=generator)
-            total_loss, correct = 0.0, 0
-            for i in progress(
-                range(n_batches), n_batches, f"epoch {epoch}", tr.get("progress", True)
-            ):
-                idx = order[i * batch : (i + 1) * batch]
-                logits = model(image_spikes(images[idx], steps, generator))
-                loss = nn.functional.cross_entropy(scale * logits, labels[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total_loss += loss.item() * len(idx)
-                correct += int((logits.argmax(-1) == labels[idx]).sum())
-            sched.step()
-            timer.record(epoch, loss=total_loss / len(images), train_accuracy=correct / len(images))
-        enable_hwa(model, None, seed=0)
-        return timer.history
+def score_split(
+    model: nn.Module,
+    recipe: Recipe,
+    generator: torch.Generator,
+    mode: str,
+    limit: int | None,
+    split: str = "test",
+) -> dict[str, float]:
+    """Accuracy on ``split`` (``test``; ``train`` to choose transfer settings) in ``mode``."""
+    assert isinstance(model, CoarseLIFConvNet)
+    images, labels = image_split(recipe, split, limit)
+    m, data = recipe["model"], recipe["data"]
+    steps = int(data["steps"])
+    params = ContinuousLIFParams(
+        tau=float(m.get("tau", 2.0)),
+        dt_s=float(data.get("dt_s", 0.05)),
+        refractory_s=float(m.get("refractory_s", 1.0)),
+        synapse_tau_s=float(m.get("synapse_tau_s", 0.0)),
+        settle_s=float(m.get("settle_s", 0.0)),
+    )
+    jitter = float(data.get("input_jitter", 1.0))
+    timing = timing_generator(generator)
 
-    @torch.no_grad()
-    def evaluate(
-        self,
-        model: nn.Module,
-        recipe: dict[str, Any],
-        generator: torch.Generator,
-        mode: str = "default",
-        limit: int | None = None,
-        split: str = "test",
-    ) -> dict[str, float]:
-        """Accuracy on ``split`` (``test``; ``train`` to choose transfer settings)."""
-        if mode not in ("default", "continuous"):
-            raise ValueError(f"mode: expected 'default' or 'continuous', got {mode!r}")
-        assert isinstance(model, CoarseLIFConvNet)
-        model.eval()
-        images, labels = self._data(recipe, split)
-        if limit:
-            images, labels = images[:limit], labels[:limit]
-        steps = int(recipe["data"]["steps"])
-        params = ContinuousLIFParams(
-            tau=float(recipe["model"].get("tau", 2.0)),
-            dt_s=float(recipe["data"].get("dt_s", 0.05)),
-            refractory_s=float(recipe["model"].get("refractory_s", 1.0)),
-            synapse_tau_s=float(recipe["model"].get("synapse_tau_s", 0.0)),
-            settle_s=float(recipe["model"].get("settle_s", 0.0)),
-        )
-        jitter = float(recipe["data"].get("input_jitter", 1.0))
-        timing = timing_generator(generator)
-        chunk = 1000 if mode == "default" else 50  # bounds im2col memory on chips
-        correct = 0
-        for start in range(0, len(images), chunk):
-            spikes = image_spikes(images[start : start + chunk], steps, generator)
-            if mode == "default":
-                logits = model(spikes)
-            else:
-                fine = refine_spike_train(spikes, params.substeps, timing, jitter)
-                logits = model.forward_continuous(fine, params)
-            correct += int((logits.argmax(-1) == labels[start : start + chunk]).sum())
-        return {"accuracy": correct / len(images)}
+    def predict(x: Tensor) -> Tensor:
+        spikes = image_spikes(x, steps, generator)
+        if mode == "default":
+            return model(spikes).argmax(-1)
+        fine = refine_spike_train(spikes, params.substeps, timing, jitter)
+        return model.forward_continuous(fine, params).argmax(-1)
+
+    chunk = EVAL_CHUNK if mode == "default" else CONTINUOUS_CHUNK
+    return {"accuracy": accuracy(predict, images, labels, chunk)}
+
+
+def score(model: nn.Module, recipe: Recipe, gen: Generator, mode: str, limit: Limit) -> Scores:
+    """Test accuracy (coarse-scale or continuous-time ``mode``) of the first ``limit`` samples."""
+    return score_split(model, recipe, gen, mode, limit)
+
+
+COARSE_LIF_FASHION = image_classifier(
+    "the coarse-scale LIF network",
+    SCHEMA,
+    build,
+    score,
+    training_data,
+    modes=("default", "continuous"),
+)

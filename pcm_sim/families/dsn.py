@@ -1,132 +1,75 @@
-"""Deep spiking network (O'Connor & Welling 2016) on Fashion-MNIST.
+"""``dsn_fmnist``: a deep spiking network (O'Connor & Welling 2016) on Fashion-MNIST.
 
 A ``784-200-200-10`` :class:`~pcm_sim.nn.dsn.DeepSpikingNetwork`: herded input spikes, spiking
 forward pass over ``steps`` time steps, error spikes back through ``W^T`` and spike-count
 outer-product updates (applied with Adam; cosine learning-rate schedule).  No autograd is
 involved in training: the gradients are the spike counts of
-:meth:`DeepSpikingNetwork.spike_gradients`.
-On a chip the forward reads and the transposed backward reads both go through the crossbars.
+:meth:`~pcm_sim.nn.dsn.DeepSpikingNetwork.learn`; the reported loss is the cross-entropy of the
+spiking logits ``u_L,T / T``.  Hardware-aware training samples each layer's chip once per batch
+for the forward and the transposed reads.  On a chip both reads go through the crossbars.
+Herding is deterministic: the input generator is unused in scoring.
 """
 
 from __future__ import annotations
 
-import math
-from typing import Any
+from torch import Generator, Tensor, nn
 
-import torch
-from torch import Tensor, nn
-
-from pcm_sim.data.fashion_mnist import load_fashion_mnist
-from pcm_sim.families import ProgressFn
+from pcm_sim.families.base import Limit, Recipe, Scores, image_classifier
+from pcm_sim.families.data import accuracy, image_split
+from pcm_sim.families.schema import (
+    COMMON_TRAINING,
+    FASHION_DATA,
+    HWA_TRAINING,
+    TRAIN_LIMIT,
+    Field,
+    RecipeSchema,
+)
 from pcm_sim.nn.dsn import DeepSpikingNetwork
-from pcm_sim.recipes import COMMON_TRAINING, FASHION_DATA, Field, RecipeSchema
-from pcm_sim.training.loop import EpochTimer, progress
+from pcm_sim.training.batches import BatchLoss, SampleData
 
-__all__ = ["DSNFashionFamily", "fit_dsn_epoch"]
+__all__ = ["DSN_FASHION", "spike_count_objective"]
 
-DSN_SCHEMA: RecipeSchema = {
+SCHEMA: RecipeSchema = {
     "model": {
         "sizes": Field("ints", 1, 100_000, required=True, length=(2, 16), first=784, last=10),
         "steps": Field("int", 1, 10_000),
         "error_scale": Field("float", 0.0, 1e6, above=True),
     },
     "data": FASHION_DATA,
-    "training": {  # no hardware-aware noise: the updates are spike counts
-        **COMMON_TRAINING,
-        "train_limit": Field("int", 1, 10**9, nullable=True),
-    },
+    "training": {**COMMON_TRAINING, **HWA_TRAINING, **TRAIN_LIMIT},
 }
 
 
-def fit_dsn_epoch(
-    model: DeepSpikingNetwork,
-    optimizer: torch.optim.Optimizer,
-    images: Tensor,
-    labels: Tensor,
-    order: Tensor,
-    batch: int,
-    show_progress: bool = True,
-    desc: str = "epoch",
-) -> dict[str, float]:
-    """One epoch of spiking training over ``images[order]``; returns loss and train accuracy.
-
-    ``loss`` is the cross-entropy of the spiking logits ``u_L,T / T`` (a report only).
-    """
-    n_batches = math.ceil(len(order) / batch)
-    total_loss, correct = 0.0, 0
-    for i in progress(range(n_batches), n_batches, desc, show_progress):
-        idx = order[i * batch : (i + 1) * batch]
-        trace = model.run(images[idx])
-        optimizer.zero_grad(set_to_none=True)
-        model.accumulate_gradients(trace, labels[idx])
-        optimizer.step()
-        logits = trace.logits
-        total_loss += float(nn.functional.cross_entropy(logits, labels[idx])) * len(idx)
-        correct += int((logits.argmax(-1) == labels[idx]).sum())
-    return {"loss": total_loss / len(order), "train_accuracy": correct / len(order)}
+def spike_count_objective(model: nn.Module, images: Tensor, labels: Tensor) -> BatchLoss:
+    """Write the spike-count gradients of one batch; report the logits' cross-entropy."""
+    if not isinstance(model, DeepSpikingNetwork):
+        raise ValueError(f"model: expected a DeepSpikingNetwork, got {type(model).__name__}")
+    logits = model.learn(images, labels).logits
+    loss = nn.functional.cross_entropy(logits, labels)
+    correct = int((logits.argmax(-1) == labels).sum())
+    return BatchLoss(loss, len(labels), correct, gradients_set=True)
 
 
-class DSNFashionFamily:
-    """Fashion-MNIST classification with an O'Connor-Welling deep spiking network."""
+def build(recipe: Recipe) -> nn.Module:
+    """The recipe's network (parameters drawn from torch's global generator)."""
+    m = recipe["model"]
+    return DeepSpikingNetwork(
+        list(m["sizes"]), int(m.get("steps", 16)), float(m.get("error_scale", 16.0))
+    )
 
-    metric = "accuracy"
-    higher_is_better = True
-    schema = DSN_SCHEMA
 
-    def build(self, recipe: dict[str, Any]) -> nn.Module:
-        m = recipe["model"]
-        return DeepSpikingNetwork(
-            list(m["sizes"]), int(m.get("steps", 16)), float(m.get("error_scale", 16.0))
-        )
+def training_data(recipe: Recipe) -> SampleData:
+    """The training split (at most ``training.train_limit`` samples) in batches of
+    ``training.batch_size``."""
+    images, labels = image_split(recipe, "train")
+    batch = int(recipe["training"]["batch_size"])
+    return SampleData(images, labels, batch, spike_count_objective)
 
-    def _data(self, recipe: dict[str, Any], split: str) -> tuple[Tensor, Tensor]:
-        return load_fashion_mnist(recipe["data"].get("data_dir"), split)  # type: ignore[arg-type]
 
-    def fit(
-        self, model: nn.Module, recipe: dict[str, Any], generator: torch.Generator, log: ProgressFn
-    ) -> list[dict[str, float]]:
-        if not isinstance(model, DeepSpikingNetwork):
-            raise ValueError(f"model: expected a DeepSpikingNetwork, got {type(model).__name__}")
-        tr = recipe["training"]
-        if tr.get("hwa_profile"):
-            raise ValueError("training.hwa_profile: the DSN family trains without noise injection")
-        images, labels = self._data(recipe, "train")
-        limit = tr.get("train_limit")
-        if limit:
-            images, labels = images[: int(limit)], labels[: int(limit)]
-        epochs, batch = int(tr["epochs"]), int(tr["batch_size"])
-        opt = torch.optim.Adam(model.parameters(), lr=float(tr["lr"]))
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
-        timer = EpochTimer(epochs, log)
-        for epoch in range(1, epochs + 1):
-            order = torch.randperm(len(images), generator=generator)
-            row = fit_dsn_epoch(
-                model, opt, images, labels, order, batch, tr.get("progress", True), f"epoch {epoch}"
-            )
-            sched.step()
-            timer.record(epoch, **row)
-        return timer.history
+def score(model: nn.Module, recipe: Recipe, gen: Generator, mode: str, limit: Limit) -> Scores:
+    """Test accuracy of the first ``limit`` test samples."""
+    images, labels = image_split(recipe, "test", limit)
+    return {"accuracy": accuracy(lambda x: model(x).argmax(-1), images, labels)}
 
-    @torch.no_grad()
-    def evaluate(
-        self,
-        model: nn.Module,
-        recipe: dict[str, Any],
-        generator: torch.Generator,
-        mode: str = "default",
-        limit: int | None = None,
-    ) -> dict[str, float]:
-        """Accuracy of the spiking forward pass (herding is deterministic: ``generator`` unused)."""
-        if mode != "default":
-            raise ValueError(
-                f"mode: the deep spiking network has one mode ('default'), got {mode!r}"
-            )
-        model.eval()
-        images, labels = self._data(recipe, "test")
-        if limit:
-            images, labels = images[:limit], labels[:limit]
-        correct = 0
-        for start in range(0, len(images), 1000):
-            logits = model(images[start : start + 1000])
-            correct += int((logits.argmax(-1) == labels[start : start + 1000]).sum())
-        return {"accuracy": correct / len(images)}
+
+DSN_FASHION = image_classifier("the deep spiking network", SCHEMA, build, score, training_data)

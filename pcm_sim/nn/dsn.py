@@ -35,6 +35,7 @@ Shapes: inputs ``(B, in)`` in ``[0, 1]``; spike trains ``(T, B, units)``.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -89,13 +90,14 @@ def forward_read(layer: AnalogLinear, spikes: Tensor) -> Tensor:
 
 
 def transposed_read(layer: AnalogLinear, e: Tensor) -> Tensor:
-    """``e @ W`` (``(..., out) -> (..., in)``, no bias): on the layer's chip when programmed.
+    """``e @ W`` (``(..., out) -> (..., in)``, no bias): on the layer's chip when programmed, in
+    software on the weights the forward reads (a held hardware-aware sample while training).
 
     On a chip the signed integer error counts ``e`` are sent as unit pulses (:func:`pulse_read`),
     each a transposed read of the crossbar (:meth:`AnalogLinear.read_transposed`).
     """
     if not layer.is_analog:
-        return torch.matmul(e, layer.weight.detach())
+        return torch.matmul(e, layer.software_weight().detach())
     return pulse_read(lambda p: layer.read_transposed(p, binary_input=True), e, layer.in_features)
 
 
@@ -197,6 +199,21 @@ class DeepSpikingNetwork(nn.Module):
             norm = self.error_scale * steps * batch
             grads.append((counts_err.t() @ counts_in / (norm * steps), counts_err.sum(0) / norm))
         return grads
+
+    @torch.no_grad()
+    def learn(self, x: Tensor, labels: Tensor) -> DSNTrace:
+        """One training step's gradients: a spiking run of ``x`` ``(B, in)``, the error spikes of
+        ``labels`` ``(B,)`` and :meth:`accumulate_gradients`; returns the run.
+
+        Under hardware-aware training (:func:`pcm_sim.nn.analog.enable_hwa`) every layer's forward
+        and transposed reads of the batch see one sample of its chip.
+        """
+        with contextlib.ExitStack() as held:
+            for layer in self.synapses():
+                held.enter_context(layer.held_hwa_sample())
+            trace = self.run(x)
+            self.accumulate_gradients(trace, labels)
+        return trace
 
     @torch.no_grad()
     def accumulate_gradients(self, trace: DSNTrace, labels: Tensor) -> None:

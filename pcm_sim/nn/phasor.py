@@ -16,6 +16,11 @@ Both layers run one set of weights in two ways (math in :mod:`pcm_sim.functional
 Convolutions have no bias; ``pool > 1`` adds min-pooling: ``-maxpool(-x)`` over phases in the
 atemporal mode, the first spike of each cycle among the pool's neurons in the spiking mode (the
 earliest spike is the smallest phase).
+
+:class:`PhasorNet` is the image classifier: images ``(B, 784)`` in ``[0, 1]`` -> phases
+``x = s * image`` with fixed random signs ``s in {-1, +1}`` (the authors' "dot" projection;
+background pixels sit at phase 0) -> optional :class:`PhasorConv2d` blocks -> :class:`PhasorLinear`
+layers -> output phases, the true class at 0.5 (:func:`pcm_sim.functional.phasor.phasor_loss`).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from pcm_sim.functional.phasor import (
     ResonateFireParams,
     clip_phases,
     complex_to_phase,
+    decode_spikes,
     encode_phases,
     first_spike_per_cycle,
     layer_shift,
@@ -43,8 +49,10 @@ from pcm_sim.nn.analog import AnalogLinear
 from pcm_sim.nn.conv import AnalogConv2d
 from pcm_sim.profiles import DeviceProfile
 
-__all__ = ["PhasorConv2d", "PhasorLinear", "SpikeTrain", "read_events"]
+__all__ = ["IMAGE_SHAPE", "PhasorConv2d", "PhasorLinear", "PhasorNet", "SpikeTrain", "read_events"]
 
+IMAGE_SHAPE = (1, 28, 28)
+"""Input images of :class:`PhasorNet`: one 28x28 channel."""
 CHUNK_ELEMENTS = 1 << 24
 """Largest im2col block (elements) built at once in the spiking convolution (64 MB float32)."""
 
@@ -219,3 +227,67 @@ class PhasorConv2d(nn.Module):
             spikes = merged.reshape(*lead, *merged.shape[-3:])
             spikes = first_spike_per_cycle(spikes, params, shift)
         return SpikeTrain(spikes, shift)
+
+
+class PhasorNet(nn.Module):
+    """Sign-flip encoder, phasor convolutions (optional), dense phasor layers.
+
+    Args:
+        conv: per block ``{"channels", "kernel", "padding", "pool"}`` (may be empty).
+        hidden: widths of the hidden dense layers; classes: output phases.
+        generator: draws the encoder signs and the initial weights.
+    """
+
+    def __init__(
+        self,
+        conv: list[dict[str, int]],
+        hidden: list[int],
+        classes: int,
+        generator: torch.Generator,
+    ) -> None:
+        super().__init__()
+        self.register_buffer(
+            "signs", 2.0 * torch.randint(0, 2, IMAGE_SHAPE, generator=generator).float() - 1.0
+        )
+        channels, height = IMAGE_SHAPE[0], IMAGE_SHAPE[1]
+        blocks: list[nn.Module] = []
+        for spec in conv:
+            k, pad, pool = (
+                int(spec["kernel"]),
+                int(spec.get("padding", 0)),
+                int(spec.get("pool", 1)),
+            )
+            blocks.append(
+                PhasorConv2d(channels, int(spec["channels"]), k, 1, pad, pool, generator=generator)
+            )
+            channels, height = int(spec["channels"]), (height + 2 * pad - k + 1) // pool
+        width = channels * height * height if conv else math.prod(IMAGE_SHAPE)
+        for size in [*hidden, classes]:
+            blocks.append(PhasorLinear(width, size, generator=generator))
+            width = size
+        self.blocks = nn.ModuleList(blocks)
+        self.classes = classes
+
+    def encode(self, images: Tensor) -> Tensor:
+        """``(B, 784)`` in [0, 1] -> phases ``(B, 1, 28, 28)`` in [-1, 1]."""
+        signs: Tensor = self.signs  # type: ignore[assignment]
+        return clip_phases(images.reshape(-1, *IMAGE_SHAPE) * signs)
+
+    def forward(self, images: Tensor) -> Tensor:
+        """Atemporal execution: ``(B, 784)`` -> output phases ``(B, classes)``."""
+        x = self.encode(images)
+        for block in self.blocks:
+            if isinstance(block, PhasorLinear) and x.dim() > 2:
+                x = x.flatten(start_dim=1)  # (B, C*H*W)
+            x = block(x)
+        return x
+
+    @torch.no_grad()
+    def spiking(self, images: Tensor, params: ResonateFireParams, cycles: int) -> Tensor:
+        """Spiking execution: ``(B, 784)`` -> output phases of each complete cycle ``(c, B, K)``."""
+        train = SpikeTrain(encode_phases(self.encode(images), cycles, params), 0.0)
+        for block in self.blocks:
+            if isinstance(block, PhasorLinear) and train.spikes.dim() > 3:
+                train = SpikeTrain(train.spikes.flatten(start_dim=2), train.shift)  # (T, B, CHW)
+            train = block.spiking(train, params)  # type: ignore[operator]
+        return decode_spikes(train.spikes, params, train.shift)

@@ -26,45 +26,24 @@ flatters HIL slightly (the re-drawn drift exponent of a re-written device is see
 
 from __future__ import annotations
 
-import copy
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import torch
 from torch import Tensor, nn
 
 from pcm_sim.crossbar.calibration import DEFAULT_MAX_ITERATIONS, DEFAULT_TOLERANCE_GMAX
-from pcm_sim.data import batch_sequences, bernoulli_rate_code, frame_nll, load_chorales
-from pcm_sim.data.fashion_mnist import load_fashion_mnist
-from pcm_sim.evaluation import score_programmed
-from pcm_sim.families import FAMILIES
-from pcm_sim.nn.analog import AnalogLinear, analog_layers, deploy
-from pcm_sim.nn.chips import save_chip
-from pcm_sim.profiles import DeviceProfile, load_profile
-from pcm_sim.seeds import EVAL_INPUT_SEED
+from pcm_sim.nn.analog import AnalogLinear, analog_layers
 
-__all__ = [
-    "ClassificationTask",
-    "CorrectionMethod",
-    "HILConfig",
-    "HILReport",
-    "HILTask",
-    "MixedPrecisionTransfer",
-    "SequenceTask",
-    "correct_and_evaluate",
-    "hil_finetune",
-    "task_for_recipe",
-]
-
-CorrectionMethod = Literal["open", "verify", "hil"]
+__all__ = ["HILConfig", "HILReport", "HILTask", "MixedPrecisionTransfer", "hil_finetune"]
 
 
 class HILTask(Protocol):
-    """A source of training batches and the loss of a model on one batch."""
+    """A source of training batches and the loss of a model on one batch (a recipe family's:
+    :meth:`pcm_sim.families.base.Family.hil_task`)."""
 
     def batch(self, generator: torch.Generator) -> Any:
         """One training batch drawn with ``generator``."""
@@ -73,62 +52,6 @@ class HILTask(Protocol):
     def loss(self, model: nn.Module, batch: Any) -> Tensor:
         """Scalar training loss of ``model`` on ``batch`` (differentiable)."""
         ...
-
-
-class ClassificationTask:
-    """Rate-coded image classification: ``images (N, D)`` in [0, 1], ``labels (N,)``, ``T`` steps.
-
-    A batch is ``batch_size`` samples drawn uniformly (with replacement) and Bernoulli-coded
-    into spikes ``(T, B, D)``; the loss is the cross-entropy of the model's logits ``(B, C)``.
-    """
-
-    def __init__(self, images: Tensor, labels: Tensor, steps: int, batch_size: int) -> None:
-        if images.dim() != 2 or labels.shape != images.shape[:1]:
-            raise ValueError(
-                f"images/labels: expected (N, D) and (N,), got {tuple(images.shape)}, "
-                f"{tuple(labels.shape)}"
-            )
-        self.images, self.labels, self.steps, self.batch_size = images, labels, steps, batch_size
-
-    def batch(self, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        idx = torch.randint(0, len(self.images), (self.batch_size,), generator=generator)
-        return bernoulli_rate_code(self.images[idx], self.steps, generator), self.labels[idx]
-
-    def loss(self, model: nn.Module, batch: tuple[Tensor, Tensor]) -> Tensor:
-        spikes, labels = batch
-        return nn.functional.cross_entropy(model(spikes), labels)
-
-
-class SequenceTask:
-    """Next-frame prediction on piano rolls ``(frames, 88)``: Bernoulli frame NLL (nats/frame)."""
-
-    def __init__(self, sequences: list[Any], batch_size: int) -> None:
-        if not sequences:
-            raise ValueError("sequences: expected at least one training sequence")
-        self.sequences, self.batch_size = sequences, batch_size
-
-    def batch(self, generator: torch.Generator) -> Any:
-        n = min(self.batch_size, len(self.sequences))
-        idx = torch.randperm(len(self.sequences), generator=generator)[:n].tolist()
-        return next(batch_sequences([self.sequences[i] for i in idx], n, None))
-
-    def loss(self, model: nn.Module, batch: Any) -> Tensor:
-        return frame_nll(model(batch.inputs), batch.targets, batch.mask)
-
-
-def task_for_recipe(recipe: dict[str, Any], batch_size: int) -> HILTask:
-    """The HIL training task of a recipe's family (its training split)."""
-    family, data = recipe["family"], recipe["data"]
-    if family == "snu_fmnist":
-        images, labels = load_fashion_mnist(data.get("data_dir"), "train")
-        return ClassificationTask(images, labels, int(data["steps"]), batch_size)
-    if family == "ssnu_chorales":
-        seqs = load_chorales(data.get("cache_dir"), data.get("max_pieces"), progress=False)
-        return SequenceTask(seqs["train"], batch_size)
-    raise ValueError(
-        f"hardware-in-the-loop: no training task for family {family!r} "
-        "(supported: snu_fmnist, ssnu_chorales)"
-    )
 
 
 @dataclass(frozen=True)
@@ -302,65 +225,3 @@ def hil_finetune(
         hil_pulses_max=int(added.max()),
         seconds=time.perf_counter() - start,
     )
-
-
-def _pulse_stats(model: nn.Module) -> dict[str, float]:
-    pulses = torch.cat([layer.chip_pulses().reshape(-1) for layer in analog_layers(model)])
-    return {"pulses_mean": float(pulses.double().mean()), "pulses_max": int(pulses.max())}
-
-
-def correct_and_evaluate(
-    model: nn.Module,
-    recipe: dict[str, Any],
-    profile: str | DeviceProfile,
-    method: CorrectionMethod,
-    times: Sequence[float],
-    chip_seed: int = 0,
-    eval_seed: int = EVAL_INPUT_SEED,
-    hil: HILConfig | None = None,
-    tolerance_gmax: float = DEFAULT_TOLERANCE_GMAX,
-    max_iterations: int = DEFAULT_MAX_ITERATIONS,
-    limit: int | None = None,
-    task: HILTask | None = None,
-    log: Callable[[str], None] | None = None,
-    save_chip_path: Path | None = None,
-) -> dict[str, Any]:
-    """Deploy a copy of ``model`` on chip ``chip_seed``, correct it, score it at each of ``times``.
-
-    ``method``: ``open`` (single-shot programming), ``verify`` (program-and-verify right after
-    programming) or ``hil`` (verify, then HIL fine-tuning on the chip at ``hil.t_s``).  The
-    chip is then moved to each time in ``times`` (seconds after programming; drift,
-    compensation recalibrated) and scored on the test split with the fixed input-encoding seed
-    ``eval_seed``.  Returns ``values`` (one score per time), pulses per device and the verify /
-    HIL reports.  ``save_chip_path``: save the corrected chip there (:func:`pcm_sim.save_chip`)
-    before it is scored.
-    """
-    if method not in ("open", "verify", "hil"):
-        raise ValueError(f"method: expected open, verify or hil, got {method!r}")
-    if not times:
-        raise ValueError("times: expected at least one evaluation time")
-    prof = load_profile(profile)
-    family = FAMILIES[recipe["family"]]
-    chip = copy.deepcopy(model)
-    deploy(chip, prof, seed=chip_seed)
-    result: dict[str, Any] = {
-        "method": method,
-        "profile": prof.name,
-        "chip_seed": chip_seed,
-        "metric": family.metric,
-        "times": [float(t) for t in times],
-    }
-    if method in ("verify", "hil"):
-        result["verify"] = [
-            layer.program_and_verify(tolerance_gmax, max_iterations).to_dict()
-            for layer in analog_layers(chip)
-        ]
-    if method == "hil":
-        config = hil if hil is not None else HILConfig()
-        hil_task = task if task is not None else task_for_recipe(recipe, config.batch_size)
-        result["hil"] = hil_finetune(chip, hil_task, config, log).to_dict()
-    if save_chip_path is not None:
-        save_chip(chip, save_chip_path)
-    result["values"] = score_programmed(chip, recipe, times, "default", limit, eval_seed)
-    result.update(_pulse_stats(chip))
-    return result

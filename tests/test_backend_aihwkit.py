@@ -15,18 +15,35 @@ aihwkit = pytest.importorskip("aihwkit")
 
 
 def test_rpu_config_carries_the_profile() -> None:
-    cfg = load_profile("pcm_hermes2023").to_aihwkit()
+    from pcm_sim.backends.aihwkit import rpu_config_from_profile
+
+    cfg = rpu_config_from_profile(load_profile("pcm_hermes2023"))
     assert type(cfg.noise_model).__name__ == "HermesNoiseModel"
     assert cfg.noise_model.g_max == pytest.approx(20.7)
     assert cfg.noise_model.t_0 == 300.0
     assert cfg.forward.inp_res == pytest.approx(1 / 254)
     assert cfg.forward.out_bound == 12.0
     assert cfg.mapping.max_input_size == 256
-    nand = load_profile("pcm_nandakumar2019").to_aihwkit()
+    nand = rpu_config_from_profile(load_profile("pcm_nandakumar2019"))
     assert type(nand.noise_model).__name__ == "PCMLikeNoiseModel"
     assert nand.noise_model.prog_coeff == [0.26348, 1.9650, -1.1731]
     with pytest.raises(ProfileError, match=r"device\.levels"):
-        load_profile("pcm_aggressive").to_aihwkit()
+        rpu_config_from_profile(load_profile("pcm_aggressive"))
+
+
+def test_noise_model_is_recognised_by_the_laws_alone() -> None:
+    from pcm_sim.backends.aihwkit import HERMES_LAWS, PCM_LIKE_LAWS, noise_laws
+    from pcm_sim.backends.aihwkit import rpu_config_from_profile as config
+
+    assert noise_laws(load_profile("pcm_nandakumar2019")) == PCM_LIKE_LAWS
+    assert noise_laws(load_profile("aihwkit_inference")) == PCM_LIKE_LAWS
+    assert noise_laws(load_profile("pcm_hermes2023")) == HERMES_LAWS
+    nudged = load_profile("pcm_nandakumar2019", overrides={"drift.t0_s": 30.0})
+    assert type(config(nudged).noise_model).__name__ == "PCMLikeNoiseModel"  # laws, not names
+    other_law = load_profile("pcm_nandakumar2019").to_dict()
+    other_law["drift"]["nu_mean"][0]["coeffs"] = [-0.0155, 0.03]
+    with pytest.raises(ProfileError, match="match no aihwkit noise model"):
+        config(pcm_sim.DeviceProfile.from_dict(other_law))
 
 
 def test_ideal_profile_matches_matmul_on_aihwkit() -> None:

@@ -2,9 +2,10 @@
 
 :func:`rpu_config_from_profile` translates a profile into an ``InferenceRPUConfig``:
 
-* noise model: ``PCMLikeNoiseModel`` when the profile has the Nandakumar-2019 laws (its
-  programming polynomial, ``g_max``, ``t0``, ``t_read`` and scales carried over), or
-  ``HermesNoiseModel(num_devices=2)`` for the HERMES laws; other laws have no aihwkit model;
+* noise model: ``PCMLikeNoiseModel`` when the profile's drift and read-noise laws are that
+  model's (:data:`PCM_LIKE_LAWS`, Nandakumar 2019; its programming polynomial, ``g_max``,
+  ``t0``, ``t_read`` and scales carried over), or ``HermesNoiseModel(num_devices=2)`` for
+  :data:`HERMES_LAWS`; other laws have no aihwkit model;
 * periphery: ``inp_res = 1/(2^dac_bits - 2)``, ``out_res = 1/(2^adc_bits - 2)`` (step
   ``2 * bound * res``, the same grid as ours), ``out_bound = output_range``, ``out_noise =
   output_noise``, ``ABS_MAX`` noise management for ``input_policy: scale`` and ``CONSTANT``
@@ -31,17 +32,58 @@ import torch
 from torch import Tensor
 
 from pcm_sim.crossbar.streams import ChipStreams
-from pcm_sim.profiles import MAX_TILE_SIZE, DeviceProfile, ProfileError, load_profile
+from pcm_sim.profiles import MAX_TILE_SIZE, DeviceProfile, Law, LawPiece, ProfileError
 
-__all__ = ["AihwkitTile", "apply_periphery", "rpu_config_from_profile"]
+__all__ = [
+    "HERMES_LAWS",
+    "PCM_LIKE_LAWS",
+    "AihwkitTile",
+    "apply_periphery",
+    "noise_laws",
+    "rpu_config_from_profile",
+]
+
+NoiseLaws = tuple[Law, Law, Law]
+"""The laws of x = g / g_max that name an aihwkit noise model: drift-exponent mean ``nu_mean``,
+its spread ``nu_std`` and the 1/f read-noise amplitude ``q_s``."""
+
+PCM_LIKE_LAWS: NoiseLaws = (
+    Law((LawPiece("log", (-0.0155, 0.0244), clip_min=0.049, clip_max=0.1),)),
+    Law((LawPiece("log", (-0.0125, -0.0059), clip_min=0.008, clip_max=0.045),)),
+    Law((LawPiece("power", (0.0088, 0.65), clip_max=0.2),)),
+)
+"""aihwkit 1.2.0 ``PCMLikeNoiseModel`` (Nandakumar et al., ICECS 2019):
+``mu = clip(-0.0155 ln x + 0.0244, 0.049, 0.1)``, ``sigma_nu = clip(-0.0125 ln x - 0.0059,
+0.008, 0.045)``, ``Q_s = min(0.0088 / x^0.65, 0.2)``."""
+
+HERMES_LAWS: NoiseLaws = (
+    Law(
+        (
+            LawPiece("log", (-0.0387, -0.0182), x_below=0.0945, clip_min=0.072, clip_max=0.13),
+            LawPiece("poly", (0.0736, -0.0126, -0.0436)),
+        )
+    ),
+    Law(
+        (
+            LawPiece("log", (-0.0117, -0.0057), x_below=0.3055, clip_min=0.0091, clip_max=0.04),
+            LawPiece("poly", (0.0073, 0.0093, -0.0118)),
+        )
+    ),
+    Law(
+        (
+            LawPiece("log", (-0.0117, -0.0069), x_below=0.16, clip_min=0.015, clip_max=0.04),
+            LawPiece("poly", (0.0123, 0.0211, -0.0280, 0.0069)),
+        )
+    ),
+)
+"""aihwkit 1.2.0 ``HermesNoiseModel(num_devices=2)`` (Le Gallo et al., Nat. Electron. 2023):
+piecewise log / polynomial laws of ``nu_mean``, ``nu_std`` and ``Q_s``, the log branch below
+``x = 0.0945``, ``0.3055`` and ``0.16``."""
 
 
-def _same_laws(a: DeviceProfile, b: DeviceProfile) -> bool:
-    return (
-        a.drift.nu_mean == b.drift.nu_mean
-        and a.drift.nu_std == b.drift.nu_std
-        and a.read_noise.q_s == b.read_noise.q_s
-    )
+def noise_laws(profile: DeviceProfile) -> NoiseLaws:
+    """The profile's ``(nu_mean, nu_std, q_s)`` laws, to compare with an aihwkit model's."""
+    return profile.drift.nu_mean, profile.drift.nu_std, profile.read_noise.q_s
 
 
 def _resolution(bits: int) -> float:
@@ -122,7 +164,8 @@ def rpu_config_from_profile(profile: DeviceProfile) -> Any:
         "read_noise_scale": profile.read_noise.scale,
         "drift_scale": profile.drift.scale,
     }
-    if _same_laws(profile, load_profile("pcm_hermes2023")):
+    laws = noise_laws(profile)
+    if laws == HERMES_LAWS:
         cfg.noise_model = HermesNoiseModel(
             prog_coeff=list(profile.programming.sigma_us.pieces[0].coeffs),
             g_converter=converter,
@@ -132,7 +175,7 @@ def rpu_config_from_profile(profile: DeviceProfile) -> Any:
             t_0=profile.drift.t0_s,
             **scales,
         )
-    elif _same_laws(profile, load_profile("pcm_nandakumar2019")) or profile.is_ideal:
+    elif laws == PCM_LIKE_LAWS or profile.is_ideal:
         coeffs = profile.programming.sigma_us.pieces[0].coeffs
         cfg.noise_model = PCMLikeNoiseModel(
             prog_coeff=list(coeffs) if any(coeffs) else [0.26348, 1.9650, -1.1731],

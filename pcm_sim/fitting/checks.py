@@ -54,6 +54,7 @@ __all__ = [
     "data_checks",
     "groups_verdict",
     "law_verdict",
+    "time_groups",
 ]
 
 MAX_TIME_GROUPS = 12
@@ -159,6 +160,21 @@ def bootstrap(
     return [np.stack(rows) for rows in out]
 
 
+def time_groups(t_s: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Group read times: one group per distinct time when there are at most
+    :data:`MAX_TIME_GROUPS`, else groups of about equal count.  Returns the group of every
+    element of ``t_s`` and a label per group (``1 h``, or ``50 min-1.2 h`` for a range)."""
+    from pcm_sim.studies.plots import time_label
+
+    group, n_groups = make_bins(t_s, MAX_TIME_GROUPS, 1)
+    labels = []
+    for g in range(n_groups):
+        ts = t_s[group == g]
+        lo, hi = time_label(float(ts.min())), time_label(float(ts.max()))
+        labels.append(lo if lo == hi else f"{lo}-{hi}")
+    return group, tuple(labels)
+
+
 def data_checks(
     cells: Cells,
     used: np.ndarray,
@@ -173,17 +189,11 @@ def data_checks(
     ``arrays``: ``offset`` (weights -> mean ``g_prog - g_target`` per x-bin), ``x_p``
     (devices,), ``rep`` (cells,) cells with repeated reads, ``rn_num``/``rn_den`` their
     ``ss / s2`` and ``(n - 1) g^2``, ``v`` and ``s2`` (cells,) from the fit."""
-    from pcm_sim.studies.plots import time_label
-
     c = cells
     n_devices = len(used)
     used_cell = used[c.device]
-    group, n_groups = make_bins(c.t_s, MAX_TIME_GROUPS, 1)
-    labels = []
-    for g in range(n_groups):
-        ts = c.t_s[group == g]
-        lo, hi = time_label(float(ts.min())), time_label(float(ts.max()))
-        labels.append(lo if lo == hi else f"{lo}-{hi}")
+    group, labels = time_groups(c.t_s)
+    n_groups = len(labels)
     rep = arrays["rep"]
     q2 = applied_law(profile, "read_noise.q_s", arrays["x_p"][c.device[rep]]) ** 2
     rep_group, rep_dev = group[rep], c.device[rep]
@@ -234,4 +244,4 @@ def data_checks(
         groups_verdict(subject, lab, v, se, expected, quantity)
         for (subject, lab, expected, quantity), v, se in zip(specs, values, ses, strict=True)
     )
-    return verdicts, tuple(labels)
+    return verdicts, labels

@@ -46,6 +46,7 @@ from scipy.optimize import brentq
 
 from pcm_sim.fitting import estimators as est
 from pcm_sim.fitting.checks import (
+    LAW_NAMES,
     Verdict,
     applied_law,
     bootstrap,
@@ -58,7 +59,7 @@ from pcm_sim.fitting.measurements import MeasurementError, Measurements, read_me
 from pcm_sim.fitting.readnoise import fit_read_noise
 from pcm_sim.profiles import DeviceProfile, Law, load_profile
 
-__all__ = ["FitResult", "LawFit", "T0Fit", "fit_profile"]
+__all__ = ["FitResult", "LawFit", "T0Fit", "fit_profile", "piece_lines", "profile_yaml"]
 
 MAX_BINS = 32
 """Most x-bins per law (one per distinct target when there are at most this many)."""
@@ -138,7 +139,8 @@ class FitResult:
         return tuple(f.base_verdict for f in self.laws.values())
 
     def to_yaml(self) -> str:
-        """The profile as YAML, with a comment header naming the data and the fit."""
+        """The profile as YAML (one line per law piece), with a comment header naming the
+        data and the fit."""
         m = self.measurements
         lines = [
             f"# Device profile {self.profile.name!r} fitted by `pcm-sim profiles fit`",
@@ -146,8 +148,45 @@ class FitResult:
             f"# t0_s: {self.t0.reason}",
             *(f"# {f.name}: form {f.form}" for f in self.laws.values()),
         ]
-        body = yaml.safe_dump(self.profile.to_dict(), sort_keys=False, width=100)
-        return "\n".join(lines) + "\n" + body
+        return "\n".join(lines) + "\n" + profile_yaml(self.profile.to_dict())
+
+
+class _Flow(dict[str, Any]):
+    """A mapping YAML writes on one line (a law piece)."""
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+_Dumper.add_representer(
+    _Flow, lambda dumper, data: dumper.represent_mapping("tag:yaml.org,2002:map", data, True)
+)
+
+
+def piece_lines(law: Law) -> list[str]:
+    """One YAML flow mapping per piece of ``law``, unset fields left out."""
+    pieces = [
+        _Flow({k: v for k, v in dataclasses.asdict(p).items() if v is not None}) for p in law.pieces
+    ]
+    for piece in pieces:
+        piece["coeffs"] = list(piece["coeffs"])
+    return [
+        yaml.dump(piece, Dumper=_Dumper, sort_keys=False, width=1000).strip() for piece in pieces
+    ]
+
+
+def profile_yaml(data: dict[str, Any]) -> str:
+    """YAML of a profile dict with each law piece on one line, its unset fields left out (as
+    the shipped profiles are written); :func:`pcm_sim.profiles.load_profile` reads it back."""
+    data = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    for name in LAW_NAMES:
+        section, field = name.split(".")
+        data[section][field] = [
+            _Flow({k: v for k, v in piece.items() if v is not None})
+            for piece in data[section][field]
+        ]
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, width=100, allow_unicode=True)
 
 
 @dataclass(frozen=True)
@@ -359,10 +398,9 @@ def fit_profile(
     estimators, arrays = _estimators(d, reg, s2)
     arrays.update(v=v, s2=s2)
     weights = bootstrap_weights(m.devices, replicates, seed)
-    law_names = ("programming.sigma_us", "drift.nu_mean", "drift.nu_std", "read_noise.q_s")
-    replicas = bootstrap([estimators[k].estimate for k in law_names], weights)
-    boots = dict(zip(law_names, replicas, strict=True))
-    fitted = {k: fit_binned_law(estimators[k], boots[k], folds, seed) for k in law_names[:3]}
+    replicas = bootstrap([estimators[k].estimate for k in LAW_NAMES], weights)
+    boots = dict(zip(LAW_NAMES, replicas, strict=True))
+    fitted = {k: fit_binned_law(estimators[k], boots[k], folds, seed) for k in LAW_NAMES[:3]}
     sigma_x = fitted["programming.sigma_us"].form.values(d.x) / d.g_max_us
     rn = fit_read_noise(
         estimators["read_noise.q_s"], boots["read_noise.q_s"], d.x, sigma_x, arrays["rep_dof"],

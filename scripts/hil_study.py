@@ -140,7 +140,7 @@ if args.aihwkit_steps:
     eval_gen = 1
     sw_subset = family.evaluate(model, recipe, torch.Generator().manual_seed(eval_gen), limit=limit)
     for profile in PROFILES:
-        chip = to_aihwkit_training(model, profile, seed=0)
+        chip = to_aihwkit_training(model, load_profile(profile), seed=0)
         before = family.evaluate(chip, recipe, torch.Generator().manual_seed(eval_gen), limit=limit)
         report = aihwkit_finetune(chip, task, args.aihwkit_steps, args.lr, seed=0)
         after = family.evaluate(chip, recipe, torch.Generator().manual_seed(eval_gen), limit=limit)

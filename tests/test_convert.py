@@ -88,7 +88,7 @@ def test_converted_model_runs_on_chips_and_saves(tmp_path) -> None:  # type: ign
 def test_converted_model_trains_hardware_aware() -> None:
     torch.manual_seed(3)
     model = pcm_sim.convert(nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3)))
-    pcm_sim.enable_hwa(model, "pcm_nandakumar2019", seed=0, output_noise=True)
+    pcm_sim.enable_hwa(model, pcm_sim.load_profile("pcm_nandakumar2019"), seed=0, output_noise=True)
     x, y = torch.randn(64, 8), torch.randint(0, 3, (64,))
     model.train()
     a, b = model(x), model(x)

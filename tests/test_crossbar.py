@@ -175,7 +175,7 @@ def test_read_noise_is_fresh_and_has_the_law_std(model: str) -> None:
 
 
 def test_analog_linear_gradients_pass_straight_through(gen: torch.Generator) -> None:
-    layer = pcm_sim.AnalogLinear(20, 5, profile="pcm_nandakumar2019")
+    layer = pcm_sim.AnalogLinear(20, 5, profile=pcm_sim.load_profile("pcm_nandakumar2019"))
     x = torch.randn(8, 20, generator=gen, requires_grad=True)
     ideal_grad = torch.autograd.grad(layer(x).sum(), layer.weight)[0]
     pcm_sim.deploy(layer, "pcm_nandakumar2019", seed=0)

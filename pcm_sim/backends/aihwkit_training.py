@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from pcm_sim.backends.aihwkit import apply_periphery
 from pcm_sim.nn.analog import AnalogLinear, analog_layers
-from pcm_sim.profiles import DeviceProfile, load_profile
+from pcm_sim.profiles import DeviceProfile
 from pcm_sim.training.hil import HILTask
 
 __all__ = [
@@ -88,15 +88,14 @@ class AihwkitTrainableLinear(nn.Module):
 
 
 def to_aihwkit_training(
-    model: nn.Module, profile: str | DeviceProfile, seed: int = 0, granularity: float = 0.0
+    model: nn.Module, profile: DeviceProfile, seed: int = 0, granularity: float = 0.0
 ) -> nn.Module:
     """A copy of ``model`` whose analog layers are aihwkit PCM mixed-precision training tiles."""
-    prof = load_profile(profile)
     chip = copy.deepcopy(model)
     if not analog_layers(chip):
         raise ValueError("to_aihwkit_training: the model has no AnalogLinear layers")
     torch.manual_seed(seed)  # aihwkit draws device-to-device variation from the global seed
-    cfg = mixed_precision_pcm_config(prof, granularity)
+    cfg = mixed_precision_pcm_config(profile, granularity)
     for parent in list(chip.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, AnalogLinear):

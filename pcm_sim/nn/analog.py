@@ -59,7 +59,7 @@ class AnalogLinear(nn.Module):
     Args:
         in_features, out_features: sizes; inputs are ``(..., in_features)``.
         bias: a digital bias (never on the array).
-        profile: device profile (name, path or object) used by :func:`deploy` and HWA training.
+        profile: the :class:`DeviceProfile` used by :func:`deploy` and HWA training.
         backend: ``pcm-sim`` (our vectorized crossbar) or ``aihwkit``.
         binary_input: inputs are spikes in {0, 1} and drive rows without a DAC.
     """
@@ -69,7 +69,7 @@ class AnalogLinear(nn.Module):
         in_features: int,
         out_features: int,
         bias: bool = True,
-        profile: str | DeviceProfile | None = None,
+        profile: DeviceProfile | None = None,
         backend: Backend = "pcm-sim",
         binary_input: bool = False,
     ) -> None:
@@ -82,7 +82,7 @@ class AnalogLinear(nn.Module):
         self.out_features = out_features
         self.weight = nn.Parameter(torch.empty(out_features, in_features))
         self.bias = nn.Parameter(torch.empty(out_features)) if bias else None
-        self.profile = load_profile(profile) if profile is not None else None
+        self.profile = profile
         self.backend: Backend = backend
         self.binary_input = binary_input
         self.crossbar: CrossbarArray | None = None
@@ -423,7 +423,7 @@ def drift_to(module: nn.Module, t_seconds: float) -> nn.Module:
 
 def enable_hwa(
     module: nn.Module,
-    profile: str | DeviceProfile | None,
+    profile: DeviceProfile | None,
     seed: int,
     t_s: float = 86_400.0,
     output_noise: bool = False,
@@ -442,12 +442,11 @@ def enable_hwa(
     (saturation, or bound management's larger range, and rounding with a straight-through
     gradient; :mod:`pcm_sim.nn.hwa`), with the output noise before the ADC.
     """
-    prof = load_profile(profile) if profile is not None else None
     for index, layer in enumerate(analog_layers(module)):
-        if prof is None:
+        if profile is None:
             layer.hwa_generator = None
             continue
-        layer.profile = prof
+        layer.profile = profile
         layer.hwa_t_s = t_s
         layer.hwa_output_noise = output_noise
         layer.hwa_scale_gradient = scale_gradient

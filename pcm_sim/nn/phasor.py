@@ -122,7 +122,7 @@ class PhasorLinear(nn.Module):
         in_features: int,
         out_features: int,
         bias: bool = True,
-        profile: str | DeviceProfile | None = None,
+        profile: DeviceProfile | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
@@ -168,7 +168,7 @@ class PhasorConv2d(nn.Module):
         stride: int = 1,
         padding: int = 0,
         pool: int = 1,
-        profile: str | DeviceProfile | None = None,
+        profile: DeviceProfile | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()

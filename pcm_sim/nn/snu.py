@@ -53,7 +53,7 @@ class SNULayer(nn.Module):
         recurrent: bool = False,
         binary_input: bool = False,
         lateral_inhibition: bool = False,
-        profile: str | DeviceProfile | None = None,
+        profile: DeviceProfile | None = None,
         trainable_decay: bool = False,
     ) -> None:
         super().__init__()

@@ -3,14 +3,14 @@
 :func:`correct_and_evaluate` programs one chip, corrects it by one method and scores it over
 time; :func:`correction_study` runs a list of :class:`CorrectionCase` on several chips (what
 ``pcm-sim correct`` and ``scripts/hil_study.py`` both do) and :func:`summarize_case` reduces
-one case at one time over the chips.  Scores come from
-:func:`pcm_sim.evaluation.score_programmed`, the same definition of "the metric of a chip at
-``t``" as ``evaluate``, sweeps and ``validate``, with the same input-encoding seed.
+one case at one time over the chips.  Chips are programmed by
+:func:`pcm_sim.evaluation.program_chip` and scored by :func:`pcm_sim.evaluation.score_programmed`,
+the same definitions of "chip ``s`` of a profile" and "its metric at ``t``" as ``evaluate``,
+sweeps and ``validate``, with the same input-encoding seed.
 """
 
 from __future__ import annotations
 
-import copy
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,9 +21,9 @@ import torch
 from torch import nn
 
 from pcm_sim.crossbar.calibration import DEFAULT_MAX_ITERATIONS, DEFAULT_TOLERANCE_GMAX
-from pcm_sim.evaluation import as_task, score_programmed
+from pcm_sim.evaluation import as_task, program_chip, score_programmed
 from pcm_sim.families import FAMILIES
-from pcm_sim.nn.analog import analog_layers, deploy
+from pcm_sim.nn.analog import analog_layers
 from pcm_sim.nn.chips import save_chip
 from pcm_sim.profiles import DeviceProfile
 from pcm_sim.seeds import EVAL_INPUT_SEED
@@ -77,8 +77,7 @@ def correct_and_evaluate(
     if not times:
         raise ValueError("times: expected at least one evaluation time")
     question = as_task(recipe)
-    chip = copy.deepcopy(model)
-    deploy(chip, profile, seed=chip_seed, calibration_input=question.calibration_batch())
+    chip = program_chip(model, question, profile, chip_seed)
     result: dict[str, Any] = {
         "method": method,
         "profile": profile.name,

@@ -20,6 +20,7 @@ from torch import nn
 from tqdm import tqdm
 
 from pcm_sim.nn.analog import enable_hwa
+from pcm_sim.profiles import load_profile
 from pcm_sim.training.batches import BatchLoss, TrainingData
 
 __all__ = ["EpochTimer", "Schedule", "fit", "progress", "setup_hwa", "train_epoch"]
@@ -78,7 +79,7 @@ def setup_hwa(model: nn.Module, training: dict[str, Any], log: ProgressFn) -> bo
         "converters": bool(training.get("hwa_converters", False)),
     }
     seed = int(training.get("seed", 0)) + HWA_SEED_OFFSET
-    enable_hwa(model, profile, seed, t_s, **flags)
+    enable_hwa(model, load_profile(profile), seed, t_s, **flags)
     extra = "".join(f", {name.replace('_', ' ')}" for name, on in flags.items() if on)
     log(f"hardware-aware training: weights sampled from {profile} at t = {t_s:g} s{extra}")
     return True

@@ -154,7 +154,8 @@ def main() -> None:
     report["imported_accuracy"] = accuracy(model, test, args.steps, args.test_limit)
     print(f"imported into pcm-sim: software accuracy {report['imported_accuracy']:.4f}")
 
-    pcm_sim.enable_hwa(model, args.profile, seed=0, t_s=86_400.0, output_noise=True)
+    profile = pcm_sim.load_profile(args.profile)
+    pcm_sim.enable_hwa(model, profile, seed=0, t_s=86_400.0, output_noise=True)
     for epoch in range(args.hwa_epochs):
         model.train()
         loss = train_epoch(

@@ -5,12 +5,17 @@ Steps (equations in :mod:`pcm_sim.fitting.estimators`, law selection in
 
 1. reads -> cells (device, t); devices binned by ``x = g_target / g_max`` of the base profile;
 2. relative read variance per bin from repeated reads (weights of the drift regression);
-3. ``t0`` by the minimum of the total residual ``chi2(t0)`` of the per-device least squares of
-   the bias-corrected ``ln m`` on ``L(t)``, with weights fixed at the base's ``t0``: for a
-   linear fit with weights that do not move with ``t0`` the noise part of ``chi2`` does not
-   depend on ``t0``, so the minimum is consistent (a Gauss-Newton fit, or weights that follow
-   ``t0``, would not be: measured, 20 % to 85 % off at the noisiest devices).  The 95 %
-   interval is where ``(chi2 - chi2_min) / phi <= 3.84`` (``phi = chi2_min / dof``).
+3. ``t0`` by the minimum of ``chi2(t0) = chi2_drift / phi + chi2_offset``.  ``chi2_drift``:
+   total residual of the per-device least squares of the bias-corrected ``ln m`` on ``L(t)``,
+   with weights fixed at the base's ``t0`` (with weights that do not move with ``t0`` the
+   noise part of ``chi2`` does not depend on ``t0``, so the minimum is consistent; a
+   Gauss-Newton fit, or weights that follow ``t0``, would not be: measured 20 % to 85 % off
+   at the noisiest devices); ``phi``: its dispersion ``chi2 / dof`` at its own minimum; it
+   constrains ``t0`` by the curvature of ``ln g`` in ``ln t`` near ``t ~ t0``.
+   ``chi2_offset``: ``sum_b (mean_b(g_prog - g_target) / se_b)^2``: the profile programs
+   without offset, and the extrapolation of every device to ``t = 0`` moves with ``t0``
+   (by ``nu ln t0`` in ``ln g_prog`` when ``t >> t0``), which constrains ``t0`` even when the
+   first read is long after it.  The 95 % interval is where ``chi2 - chi2_min <= 3.84``.
    Two-sided: fitted.  Open-ended: the base's ``t0`` is kept if inside, else the end of the
    interval nearest to it;
 4. per-device drift regression at that ``t0`` -> ``g_prog``, ``nu`` and their variances;
@@ -18,11 +23,11 @@ Steps (equations in :mod:`pcm_sim.fitting.estimators`, law selection in
    ``drift.nu_mean``, ``drift.nu_std`` and ``read_noise.q_s`` (of ``x_prog``) -- each fitted
    to its bin estimates in the form of largest K-fold held-out likelihood, with a bootstrap
    band over devices;
-6. the profile: the base profile with these laws and ``t0``, every ``scale`` 1, no
-   device-to-device gain and no stuck devices (both are inside the measured spreads); the
-   base's window ``g_min/g_max``, ``levels``, ``t_read_s``, read-noise mode, weight cell, tile,
-   periphery, compensation and energy are kept.  Provenance names the data (file, sha256,
-   rows, devices, times) and the method;
+6. the profile (:mod:`pcm_sim.fitting.fitted_profile`): the base profile with these laws and
+   ``t0``, every ``scale`` 1, no device-to-device gain and no stuck devices (both are inside
+   the measured spreads); the base's window ``g_min/g_max``, ``levels``, ``t_read_s``,
+   read-noise mode, weight cell, tile, periphery, compensation and energy are kept.
+   Provenance names the data (file, sha256, rows, devices, times) and the method;
 7. verdicts: each law, fitted and base, against the bins; the programmed mean against the
    targets; the drift residual and the read-noise ratio at each time; the scatter between
    times against what the repeated reads predict.
@@ -34,14 +39,14 @@ left out and counted.
 
 from __future__ import annotations
 
-import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from scipy.optimize import brentq
 
 from pcm_sim.fitting import estimators as est
@@ -54,12 +59,13 @@ from pcm_sim.fitting.checks import (
     data_checks,
     law_verdict,
 )
+from pcm_sim.fitting.fitted_profile import build_profile, profile_yaml
 from pcm_sim.fitting.laws import fit_binned_law, law_from_form
 from pcm_sim.fitting.measurements import MeasurementError, Measurements, read_measurements
-from pcm_sim.fitting.readnoise import fit_read_noise
+from pcm_sim.fitting.readnoise import Smearing, fit_read_noise
 from pcm_sim.profiles import DeviceProfile, Law, load_profile
 
-__all__ = ["FitResult", "LawFit", "T0Fit", "fit_profile", "piece_lines", "profile_yaml"]
+__all__ = ["FitResult", "LawFit", "T0Fit", "fit_profile"]
 
 MAX_BINS = 32
 """Most x-bins per law (one per distinct target when there are at most this many)."""
@@ -79,8 +85,12 @@ BAND_POINTS = 200
 @dataclass(frozen=True)
 class LawFit:
     """One fitted law with its data.  Arrays: ``x``/``value``/``se`` (bins,): bin positions,
-    estimates and bootstrap standard errors; ``grid`` (200,) and ``band_lo``/``band_hi``/
-    ``band_sd``: the 95 % bootstrap band and std of the fitted form over the data's range."""
+    estimates and bootstrap standard errors (for ``read_noise.q_s``, corrected for the spread
+    of ``x_prog`` in a bin); ``grid`` (200,) and ``band_lo``/``band_hi``/``band_sd``: the
+    95 % bootstrap band and std of the fitted form over the data's range.
+    ``observed_value``/``observed_se``: the estimates the verdicts test, as the data see a
+    law (:meth:`observed`): the same as ``value``/``se``, except for ``read_noise.q_s``,
+    whose raw estimates see the law through ``smear``."""
 
     name: str
     law: Law
@@ -95,14 +105,28 @@ class LawFit:
     band_lo: np.ndarray
     band_hi: np.ndarray
     band_sd: np.ndarray
+    observed_value: np.ndarray
+    observed_se: np.ndarray
+    smear: Smearing | None
     verdict: Verdict
     base_verdict: Verdict
+
+    def observed(self, law: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        """A law (a function of x) as the bins see it: (bins,)."""
+        return _observed(law, self.x, self.smear)
+
+
+def _observed(
+    law: Callable[[np.ndarray], np.ndarray], x: np.ndarray, smear: Smearing | None
+) -> np.ndarray:
+    return law(x) if smear is None else smear.forward(law)
 
 
 @dataclass(frozen=True)
 class T0Fit:
     """``t0_s`` used, whether the data constrain it, its 95 % interval (``nan`` = open end),
-    the scanned ``grid``/``chi2`` and the dispersion ``phi = chi2_min / dof``."""
+    the scanned ``grid``/``chi2`` (drift residual / phi + programming offsets) and the drift
+    fits' dispersion ``phi = chi2_min / dof``."""
 
     t0_s: float
     constrained: bool
@@ -149,44 +173,6 @@ class FitResult:
             *(f"# {f.name}: form {f.form}" for f in self.laws.values()),
         ]
         return "\n".join(lines) + "\n" + profile_yaml(self.profile.to_dict())
-
-
-class _Flow(dict[str, Any]):
-    """A mapping YAML writes on one line (a law piece)."""
-
-
-class _Dumper(yaml.SafeDumper):
-    pass
-
-
-_Dumper.add_representer(
-    _Flow, lambda dumper, data: dumper.represent_mapping("tag:yaml.org,2002:map", data, True)
-)
-
-
-def piece_lines(law: Law) -> list[str]:
-    """One YAML flow mapping per piece of ``law``, unset fields left out."""
-    pieces = [
-        _Flow({k: v for k, v in dataclasses.asdict(p).items() if v is not None}) for p in law.pieces
-    ]
-    for piece in pieces:
-        piece["coeffs"] = list(piece["coeffs"])
-    return [
-        yaml.dump(piece, Dumper=_Dumper, sort_keys=False, width=1000).strip() for piece in pieces
-    ]
-
-
-def profile_yaml(data: dict[str, Any]) -> str:
-    """YAML of a profile dict with each law piece on one line, its unset fields left out (as
-    the shipped profiles are written); :func:`pcm_sim.profiles.load_profile` reads it back."""
-    data = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
-    for name in LAW_NAMES:
-        section, field = name.split(".")
-        data[section][field] = [
-            _Flow({k: v for k, v in piece.items() if v is not None})
-            for piece in data[section][field]
-        ]
-    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, width=100, allow_unicode=True)
 
 
 @dataclass(frozen=True)
@@ -257,19 +243,34 @@ def _read_variance(d: _Design, t0_s: float) -> tuple[np.ndarray, np.ndarray]:
 def _fit_t0(d: _Design, base: DeviceProfile) -> T0Fit:
     """``t0`` and its 95 % interval (see the module docstring)."""
     n_dev, base_t0 = d.m.devices, base.drift.t0_s
-
     v = _read_variance(d, base_t0)[0]  # weights fixed while t0 moves
+    b = np.where(d.used, d.bin, 0)
+    count = np.bincount(b, d.used.astype(np.float64), minlength=d.n_bins)
+
+    def curvature(t0: float) -> est.DriftRegression:
+        return est.drift_regression(d.cells, v, t0, n_dev, iterations=0)
+
+    def offset_chi2(fit: est.DriftRegression) -> float:
+        """sum over bins of (mean of g_prog - g_target / its standard error)^2."""
+        e = np.where(d.used, np.exp(fit.a - fit.var_a / 2) - d.m.g_target_us, 0.0)
+        mean = np.bincount(b, e, minlength=d.n_bins) / count
+        var = np.bincount(b, e**2, minlength=d.n_bins) / count - mean**2
+        return float(np.sum(mean**2 / (var / (count - 1))))
+
+    _, _, best_curvature = est.scan_t0(lambda t0: curvature(t0).chi2, *T0_RANGE_S)
+    first = curvature(best_curvature)
+    phi = first.chi2 / float(first.dof[d.used].sum())
 
     def chi2_at(t0: float) -> float:
-        return est.drift_regression(d.cells, v, t0, n_dev, iterations=0).chi2
+        fit = curvature(t0)
+        return fit.chi2 / phi + offset_chi2(fit)
 
     grid, chi2, best = est.scan_t0(chi2_at, *T0_RANGE_S)
-    fit = est.drift_regression(d.cells, v, best, n_dev, iterations=0)
-    phi = fit.chi2 / float(fit.dof[d.used].sum())
-    delta = (chi2 - fit.chi2) / phi
+    minimum = chi2_at(best)
+    delta = chi2 - minimum
 
     def excess(u: float) -> float:
-        return (chi2_at(math.exp(u)) - fit.chi2) / phi - T0_DELTA_CHI2
+        return chi2_at(math.exp(u)) - minimum - T0_DELTA_CHI2
 
     def end(j: int) -> float:  # where the bound is crossed between grid[j] and the minimum
         return math.exp(brentq(excess, math.log(grid[j]), math.log(best), xtol=1e-6))
@@ -408,30 +409,33 @@ def fit_profile(
     )  # fmt: skip
     fitted["read_noise.q_s"] = rn.selection
     profile_laws = {k: law_from_form(f.form, *estimators[k].x_range) for k, f in fitted.items()}
-    profile = _build_profile(base_profile, profile_laws, t0, m, d, name)
+    profile = build_profile(base_profile, profile_laws, t0.t0_s, m, name, int((~d.used).sum()))
     laws = {}
     for law_name, f in fitted.items():
         e = estimators[law_name]
         grid = np.geomspace(*e.x_range, BAND_POINTS)
         if law_name == "read_noise.q_s":  # tested through the forward model, on raw estimates
             curves = np.stack([form.values(grid) for form in rn.replicate_forms])
-            x, value, se = rn.smear, rn.raw, rn.raw_se
+            smear, value, se = rn.smear, rn.raw, rn.raw_se
         else:
             curves = np.stack([f.best.fit(e.x, r, f.se).values(grid) for r in f.boot])
-            x, value, se = None, f.value, f.se
-
-        def verdict(subject: str, profile: DeviceProfile, n_params: int) -> Verdict:
-            at = (lambda q: q(e.x)) if x is None else x.forward  # noqa: B023
-            values = at(lambda xs: applied_law(profile, law_name, xs))  # noqa: B023
-            return law_verdict(subject, values, e.x, value, se, n_params)  # noqa: B023
-
+            smear, value, se = None, f.value, f.se
+        verdicts = [
+            law_verdict(
+                f"{law_name} ({label})",
+                _observed(partial(applied_law, prof, law_name), e.x, smear),
+                e.x, value, se, n_params,
+            )
+            for label, prof, n_params in (
+                (f"fitted, {f.best.name}", profile, f.best.n_params),
+                (f"base {base_profile.name}", base_profile, 0),
+            )
+        ]  # fmt: skip
         laws[law_name] = LawFit(
             law_name, profile_laws[law_name], f.best.name, f.best.n_params, e.x, f.value, f.se,
             e.x_range, f.scores, grid,
             np.nanpercentile(curves, 2.5, axis=0), np.nanpercentile(curves, 97.5, axis=0),
-            np.nanstd(curves, axis=0, ddof=1),
-            verdict(f"{law_name} (fitted, {f.best.name})", profile, f.best.n_params),
-            verdict(f"{law_name} (base {base_profile.name})", base_profile, 0),
+            np.nanstd(curves, axis=0, ddof=1), value, se, smear, *verdicts,
         )  # fmt: skip
     x_labels = [f"x = {x:.3g}" for x in estimators["programming.sigma_us"].x]
     checks, labels = data_checks(d.cells, d.used, reg, arrays, x_labels, profile, weights)
@@ -439,52 +443,3 @@ def fit_profile(
         profile, base_profile, m, laws, t0, checks, labels, int((~d.used).sum()), folds,
         replicates,
     )  # fmt: skip
-
-
-def _plain_law(law: Law) -> list[dict[str, Any]]:
-    return [{**dataclasses.asdict(p), "coeffs": list(p.coeffs)} for p in law.pieces]
-
-
-def _build_profile(
-    base: DeviceProfile,
-    laws: dict[str, Law],
-    t0: T0Fit,
-    m: Measurements,
-    d: _Design,
-    name: str,
-) -> DeviceProfile:
-    from pcm_sim import __version__
-
-    data = base.to_dict()
-    data["name"] = name
-    data["device"].update(d2d_gain_std=0.0, stuck_at_gmin_fraction=0.0, stuck_at_gmax_fraction=0.0)
-    data["programming"] = {
-        "sigma_us": _plain_law(laws["programming.sigma_us"]),
-        "g_ref_us": d.g_max_us,
-        "scale": 1.0,
-    }
-    data["drift"] = {
-        "nu_mean": _plain_law(laws["drift.nu_mean"]),
-        "nu_std": _plain_law(laws["drift.nu_std"]),
-        "t0_s": t0.t0_s,
-        "scale": 1.0,
-    }
-    data["read_noise"].update(q_s=_plain_law(laws["read_noise.q_s"]), scale=1.0)
-    times = np.unique(m.t_s)
-    temp = f", {m.temperature_k:g} K" if m.temperature_k is not None else ""
-    excluded = int((~d.used).sum())
-    data["provenance"] = {
-        "source": (
-            f"measurements {Path(m.source).name} (sha256 {m.sha256}; {m.rows} rows, "
-            f"{m.devices} devices, {len(times)} times {times[0]:g}..{times[-1]:g} s{temp})"
-        ),
-        "note": (
-            f"Fitted by pcm-sim {__version__} profiles fit on base {base.name}: per-device "
-            "weighted least squares of ln g on ln((t + t0)/t0), t0 by the minimum of the total "
-            "residual; laws of x in profile law forms chosen by K-fold held-out likelihood "
-            "over devices, bootstrap bands; read noise from repeated reads; device window, "
-            "read duration, periphery, tile, weight cell, compensation and energy from the "
-            f"base. {excluded} devices with a 0 µS mean read left out."
-        ),
-    }
-    return DeviceProfile.from_dict(data, source=f"profile fitted to {m.source}")

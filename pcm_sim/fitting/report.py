@@ -8,7 +8,8 @@
   measured conductances relative to their targets, ``g / g_target`` (the targets' own spread
   would hide the device physics), for the fitted and the base profile
   (:mod:`pcm_sim.fitting.compare`).
-* ``t0.png`` -- ``(chi2(t0) - chi2_min) / phi`` against ``t0`` with the 95 % bound.
+* ``t0.png`` -- ``chi2(t0) - chi2_min`` (drift residual and programming offsets, see
+  :mod:`pcm_sim.fitting.fit`) against ``t0``, with the 95 % bound.
 * ``report.md`` -- the data (file, sha256, rows, devices, times), ``t0``, each law's form,
   coefficients and verdict (fitted and base), the checks, and the KS statistics per time.
 
@@ -26,7 +27,8 @@ from matplotlib.figure import Figure
 from pcm_sim.fitting.checks import applied_law
 from pcm_sim.fitting.compare import TimeComparison, compare_to_profile
 from pcm_sim.fitting.estimators import group_cells
-from pcm_sim.fitting.fit import T0_DELTA_CHI2, FitResult, piece_lines
+from pcm_sim.fitting.fit import T0_DELTA_CHI2, FitResult
+from pcm_sim.fitting.fitted_profile import piece_lines
 from pcm_sim.studies.outputs import atomic_output, write_text_atomic
 
 __all__ = ["write_fit_report"]
@@ -88,7 +90,7 @@ def _t0_figure(result: FitResult, path: Path) -> None:
     t0 = result.t0
     fig = Figure(figsize=(5, 3.4), layout="constrained")
     ax = fig.subplots()
-    delta = (t0.chi2 - t0.chi2.min()) / t0.phi
+    delta = t0.chi2 - t0.chi2.min()
     ax.plot(t0.grid, np.maximum(delta, 1e-3), "o-", ms=3)
     ax.axhline(T0_DELTA_CHI2, color="0.5", ls=":", label="95 % bound")
     ax.axvline(t0.t0_s, color="C0", label=f"t0 used {t0.t0_s:g} s")
@@ -98,7 +100,7 @@ def _t0_figure(result: FitResult, path: Path) -> None:
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("t0 (s)")
-    ax.set_ylabel("(chi2 - chi2_min) / phi")
+    ax.set_ylabel("chi2 - chi2_min")
     ax.legend(fontsize=7)
     _save(fig, path)
 

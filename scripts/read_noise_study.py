@@ -253,11 +253,11 @@ for noise_model in ("frozen", "per_call", "clocked", "off"):
         args.spread_chips,
         limit=args.limit // 4,
     )
-    values = run["rows"][0]["per_chip"]
+    per_chip = run["rows"][0]["per_chip"]
     spread[noise_model] = {
-        "mean": statistics.fmean(values),
-        "std": statistics.stdev(values),
-        "per_chip": values,
+        "mean": statistics.fmean(per_chip),
+        "std": statistics.stdev(per_chip),
+        "per_chip": per_chip,
     }
     print(
         f"spread at 1 year, {noise_model:8s}: {100 * spread[noise_model]['mean']:.2f} ± "

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -48,14 +49,17 @@ __all__ = [
     "MIN_READOUT",
     "CallNoise",
     "Normals",
+    "Products",
     "ReadState",
     "TileLayout",
     "analog_outputs",
+    "assemble_outputs",
     "compensation_readout",
     "draw_converters",
     "forward_read",
     "ir_drop_lines",
     "one_hot_readout",
+    "read_products",
     "read_state",
     "sample_chip_weights",
     "tile_weight_scale",
@@ -68,6 +72,72 @@ MIN_READOUT = 1e-4
 Normals = Callable[[torch.Size], Tensor]
 
 
+@dataclass(frozen=True)
+class Products:
+    """The matmuls of a read of drives ``u`` ``(R, N, rows)``, each ``(R, N, out)`` (or
+    ``None``): ``clean = u @ H``, ``std = sqrt(u^2 @ V)`` (when a share is fresh),
+    ``ir_a = |u| @ |H|`` and ``ir_lin = (u * ramp) @ H`` (under IR drop).  Each is linear in
+    ``u`` (``std`` in ``|u|``), so a re-read of binary rows at reduction ``r`` (a power of 2:
+    exact) is these products divided by ``r``."""
+
+    clean: Tensor
+    std: Tensor | None
+    ir_a: Tensor | None
+    ir_lin: Tensor | None
+
+    def rows(self, index: Tensor, reduction: Tensor) -> Products:
+        """The products of rows ``index`` driven at ``1 / reduction`` ``(R, N', 1)``."""
+
+        def part(t: Tensor | None) -> Tensor | None:
+            return None if t is None else t[:, index] / reduction
+
+        clean = part(self.clean)
+        assert clean is not None
+        return Products(clean, part(self.std), part(self.ir_a), part(self.ir_lin))
+
+
+def read_products(
+    u: Tensor, noise: CallNoise, state: ReadState, ir_lines: tuple[Tensor, Tensor] | None
+) -> Products:
+    """The matmuls of a read (:class:`Products`)."""
+    w_read = noise.held  # (R, rows, out)
+    std = torch.matmul(u.square(), state.var).sqrt_() if noise.fresh else None  # (R, N, out)
+    ir_a = ir_lin = None
+    if ir_lines is not None:
+        ir_a = torch.matmul(u.abs(), w_read.abs())  # (R, N, out)
+        ir_lin = torch.matmul(u * ir_lines[0], w_read)
+    return Products(torch.matmul(u, w_read), std, ir_a, ir_lin)
+
+
+def assemble_outputs(
+    products: Products,
+    noise: CallNoise,
+    profile: DeviceProfile,
+    k: float,
+    normals: Normals,
+    ir_lines: tuple[Tensor, Tensor] | None = None,
+    keep: bool = False,
+) -> Tensor:
+    """Analog column outputs before the ADC, ``(R, N, out)`` in units of ``1 / k``, from the
+    products of a read: ``u @ H``, the fresh read noise of each row, IR drop, output noise
+    (written into ``products.clean`` unless ``keep``).
+
+    IR drop (aihwkit's approximation, per output ``i`` of a tile of ``n`` rows, ``x = u / k``):
+    ``a = (n / g_ratio) sum_j |W_ij| |x_j|``, ``c = a (a (0.05 a - 0.2) + 0.5)``,
+    ``y_i -= ir_drop c sum_j W_ij u_j (1 - (1 - j / n)^2)``; ``ir_lines`` = (ramp ``(R, 1, rows)``,
+    ``n`` ``(R, 1, 1)``).
+    """
+    per = profile.periphery
+    y = products.clean.clone() if keep else products.clean
+    if products.std is not None:
+        y.addcmul_(products.std, normals(y.shape), value=math.sqrt(noise.fresh))
+    if ir_lines is not None and products.ir_a is not None and products.ir_lin is not None:
+        a = products.ir_a * (ir_lines[1] / (per.ir_drop_g_ratio * k))  # (R, N, out)
+        c = a * (a * (0.05 * a - 0.2) + 0.5)
+        y.sub_(c * products.ir_lin, alpha=per.ir_drop)
+    return periphery.add_output_noise(y, per, k, normals)
+
+
 def analog_outputs(
     u: Tensor,
     noise: CallNoise,
@@ -78,25 +148,9 @@ def analog_outputs(
     ir_lines: tuple[Tensor, Tensor] | None = None,
 ) -> Tensor:
     """Analog column outputs of row drives ``u`` ``(R, N, rows)`` before the ADC, ``(R, N, out)``
-    in units of ``1 / k``: ``u @ H``, the fresh read noise of each row, IR drop, output noise.
-
-    IR drop (aihwkit's approximation, per output ``i`` of a tile of ``n`` rows, ``x = u / k``):
-    ``a = (n / g_ratio) sum_j |W_ij| |x_j|``, ``c = a (a (0.05 a - 0.2) + 0.5)``,
-    ``y_i -= ir_drop c sum_j W_ij u_j (1 - (1 - j / n)^2)``; ``ir_lines`` = (ramp ``(R, 1, rows)``,
-    ``n`` ``(R, 1, 1)``).
-    """
-    per = profile.periphery
-    w_read = noise.held  # (R, rows, out)
-    y = torch.matmul(u, w_read)  # (R, N, out)
-    if noise.fresh:
-        std = torch.matmul(u.square(), state.var).sqrt_()  # (R, N, out)
-        y.addcmul_(std, normals(y.shape), value=math.sqrt(noise.fresh))
-    if ir_lines is not None:
-        ramp, n = ir_lines
-        a = torch.matmul(u.abs(), w_read.abs()) * (n / (per.ir_drop_g_ratio * k))  # (R, N, out)
-        c = a * (a * (0.05 * a - 0.2) + 0.5)
-        y.sub_(c * torch.matmul(u * ramp, w_read), alpha=per.ir_drop)
-    return periphery.add_output_noise(y, per, k, normals)
+    (:func:`read_products` then :func:`assemble_outputs`)."""
+    products = read_products(u, noise, state, ir_lines)
+    return assemble_outputs(products, noise, profile, k, normals, ir_lines)
 
 
 def ir_drop_lines(
@@ -133,11 +187,14 @@ def forward_read(
     tiles = layout.split_inputs(x)  # (R, N, rows)
     u, full_scale, k = periphery.drive_lines(tiles, per, binary_input)
     ir_lines = ir_drop_lines(layout, profile, noise.held.dtype)
-    y = analog_outputs(u, noise, state, profile, k, normals, ir_lines)  # (R, N, out)
+    products = read_products(u, noise, state, ir_lines)
+    keep = binary_input and per.bound_management == "iterative" and bool(per.output_range)
+    y = assemble_outputs(products, noise, profile, k, normals, ir_lines, keep)  # (R, N, out)
     reduction: Tensor | None = None
     if per.bound_management == "iterative" and per.output_range:
+        reduced = products if binary_input else None
         reduction, y = _bound_management(
-            tiles, y, noise, state, profile, normals, ir_lines, k, converters, binary_input
+            tiles, y, noise, state, profile, normals, ir_lines, k, converters, reduced
         )
     y, unit = periphery.convert_outputs(y, per, k, converters)
     scale = full_scale * unit if reduction is None else full_scale * unit * reduction
@@ -160,13 +217,15 @@ def _bound_management(
     ir_lines: tuple[Tensor, Tensor] | None,
     k: float,
     converters: periphery.Converters,
-    binary_input: bool,
+    reduced: Products | None,
 ) -> tuple[Tensor | None, Tensor]:
     """aihwkit's ITERATIVE bound management on pre-ADC outputs ``y`` ``(R, N, out)``.
 
     Returns the per-(tile, sample) reduction ``(R, N, 1)`` (``None`` if nothing saturated) and
     the outputs with the saturated pairs re-read.  Only samples with a saturated tile are re-read
     (one batched matmul per round over all tiles; pairs that did not saturate keep their value).
+    Rows driven without a DAC (spikes, ``reduced`` = the first read's products) are re-read
+    from those products divided by the reduction (exact: a power of 2), no matmul.
     """
     per = profile.periphery
     limit = periphery.bound_management_limit(per)
@@ -179,8 +238,12 @@ def _bound_management(
         factor *= 2.0
         rows = sat.any(dim=0).nonzero().squeeze(1)  # (N',) samples with a saturated tile
         reduction[:, rows] = torch.where(sat[:, rows, None], factor, reduction[:, rows])
-        u, _, _ = periphery.drive_lines(tiles[:, rows], per, binary_input, reduction[:, rows])
-        again = analog_outputs(u, noise, state, profile, k, normals, ir_lines)  # (R, N', out)
+        if reduced is not None:
+            products = reduced.rows(rows, reduction[:, rows])
+        else:
+            u, _, _ = periphery.drive_lines(tiles[:, rows], per, False, reduction[:, rows])
+            products = read_products(u, noise, state, ir_lines)
+        again = assemble_outputs(products, noise, profile, k, normals, ir_lines)  # (R, N', out)
         redo = sat[:, rows, None]  # (R, N', 1)
         y[:, rows] = torch.where(redo, again, y[:, rows])
         sat[:, rows] = redo.squeeze(-1) & periphery.saturated(again, converters, k)

@@ -234,14 +234,14 @@ class ReadNoiseClock:
             self._cache = (key, torch.addcmul(self.state.w, self.state.sigma, slow))
         weights = self._cache[1]
         rest = math.fsum(a for a, p in zip(shares, persistent, strict=True) if not p) / k_total
-        moving = [k for k, e in enumerate(every) if e]
-        if moving or rest > 0:
-            noise = torch.zeros_like(self.state.w)
-            for k in moving:
-                noise.add_(self.z[k], alpha=coeffs[k])
-            if rest > 0:
-                noise.add_(normals(noise.shape), alpha=math.sqrt(rest))
-            weights = torch.addcmul(weights, self.state.sigma, noise)
+        terms = [(self.z[k], coeffs[k]) for k, e in enumerate(every) if e]
+        if rest > 0:
+            terms.append((normals(self.state.w.shape), math.sqrt(rest)))
+        for i, (term, coeff) in enumerate(terms):  # W_S + σ c_k z_k + ... (the cache untouched)
+            if i == 0:
+                weights = torch.addcmul(weights, self.state.sigma, term, value=coeff)
+            else:
+                weights.addcmul_(self.state.sigma, term, value=coeff)
         fresh = max(0.0, 1.0 - math.fsum(shares) / k_total)
         return CallNoise(weights, fresh)
 

@@ -39,6 +39,7 @@ left out and counted.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -67,12 +68,9 @@ from pcm_sim.profiles import DeviceProfile, Law, load_profile
 
 __all__ = ["FitResult", "LawFit", "T0Fit", "fit_profile"]
 
-MAX_BINS = 32
-"""Most x-bins per law (one per distinct target when there are at most this many)."""
-MIN_BIN_DEVICES = 20
-"""Fewest devices in an x-bin."""
-MIN_BINS = 3
-"""Fewest x-bins that constrain a law of x."""
+MAX_BINS = 32  # x-bins per law (one per distinct target when there are at most this many)
+MIN_BIN_DEVICES = 20  # fewest devices in an x-bin
+MIN_BINS = 3  # fewest x-bins that constrain a law of x
 MIN_TIMES = 3
 """Fewest distinct read times per device: 2 for the drift line, 1 to measure its scatter."""
 T0_RANGE_S = (1e-2, 1e5)
@@ -87,7 +85,9 @@ class LawFit:
     """One fitted law with its data.  Arrays: ``x``/``value``/``se`` (bins,): bin positions,
     estimates and bootstrap standard errors (for ``read_noise.q_s``, corrected for the spread
     of ``x_prog`` in a bin); ``grid`` (200,) and ``band_lo``/``band_hi``/``band_sd``: the
-    95 % bootstrap band and std of the fitted form over the data's range.
+    law's 95 % band and std over the data's range: the bootstrap of the fitted form, widened
+    by the forms the held-out likelihood cannot tell from it (band: their envelope; std:
+    their std added in quadrature).
     ``observed_value``/``observed_se``: the estimates the verdicts test, as the data see a
     law (:meth:`observed`): the same as ``value``/``se``, except for ``read_noise.q_s``,
     whose raw estimates see the law through ``smear``."""
@@ -408,6 +408,9 @@ def fit_profile(
         folds, seed,
     )  # fmt: skip
     fitted["read_noise.q_s"] = rn.selection
+    estimators["read_noise.q_s"] = dataclasses.replace(
+        estimators["read_noise.q_s"], x_range=rn.smear.support()
+    )
     profile_laws = {k: law_from_form(f.form, *estimators[k].x_range) for k, f in fitted.items()}
     profile = build_profile(base_profile, profile_laws, t0.t0_s, m, name, int((~d.used).sum()))
     laws = {}
@@ -431,11 +434,13 @@ def fit_profile(
                 (f"base {base_profile.name}", base_profile, 0),
             )
         ]  # fmt: skip
+        alternatives = np.stack([form.values(grid) for form in f.alternatives])
+        band_lo = np.minimum(np.nanpercentile(curves, 2.5, axis=0), alternatives.min(axis=0))
+        band_hi = np.maximum(np.nanpercentile(curves, 97.5, axis=0), alternatives.max(axis=0))
+        band_sd = np.hypot(np.nanstd(curves, axis=0, ddof=1), alternatives.std(axis=0))
         laws[law_name] = LawFit(
             law_name, profile_laws[law_name], f.best.name, f.best.n_params, e.x, f.value, f.se,
-            e.x_range, f.scores, grid,
-            np.nanpercentile(curves, 2.5, axis=0), np.nanpercentile(curves, 97.5, axis=0),
-            np.nanstd(curves, axis=0, ddof=1), value, se, smear, *verdicts,
+            e.x_range, f.scores, grid, band_lo, band_hi, band_sd, value, se, smear, *verdicts,
         )  # fmt: skip
     x_labels = [f"x = {x:.3g}" for x in estimators["programming.sigma_us"].x]
     checks, labels = data_checks(d.cells, d.used, reg, arrays, x_labels, profile, weights)

@@ -274,7 +274,7 @@ def select_form(
     train_se: np.ndarray,
     test: np.ndarray,
     test_se: np.ndarray,
-) -> tuple[Candidate, dict[str, float]]:
+) -> tuple[Candidate, dict[str, float], tuple[Candidate, ...]]:
     """The form chosen by K-fold held-out log-likelihood, with the one-standard-error rule.
 
     ``train``/``test``: (K, bins) bin estimates of the other folds and of the fold itself;
@@ -282,7 +282,8 @@ def select_form(
     out).  Among the forms whose summed held-out log-likelihood is within one standard error
     of the best (the standard error of the sum of the per-fold differences, ``sqrt(K)`` times
     their std), the one with the fewest parameters wins (Hastie, Tibshirani and Friedman,
-    *Elements of Statistical Learning*, 7.10).  Returns the winner and every candidate's sum.
+    *Elements of Statistical Learning*, 7.10).  Returns the winner, every candidate's sum, and
+    the forms within one standard error (the data cannot tell them apart).
     """
     folds = train.shape[0]
     per_fold: dict[str, np.ndarray] = {}
@@ -311,7 +312,7 @@ def select_form(
         if np.isfinite(diff).all() and diff.sum() <= math.sqrt(folds) * float(np.std(diff, ddof=1)):
             within.append(cand)
     best = min(within, key=lambda c: (c.n_params, -totals[c.name]))
-    return best, totals
+    return best, totals, tuple(within)
 
 
 def _round(value: float | None) -> float | None:
@@ -365,7 +366,9 @@ def law_from_form(form: FittedForm, x_lo: float, x_hi: float) -> Law:
 @dataclass(frozen=True)
 class LawSelection:
     """One law's selection and fit: the winning candidate, bin estimates and their bootstrap
-    standard errors and replicates, the fitted form and every candidate's held-out score."""
+    standard errors and replicates, the fitted form, every candidate's held-out score, and
+    ``alternatives``: every form within one standard error of the best, fitted to all data
+    (their spread is the part of the law's uncertainty that comes from its form)."""
 
     best: Candidate
     value: np.ndarray
@@ -373,6 +376,7 @@ class LawSelection:
     boot: np.ndarray
     form: FittedForm
     scores: dict[str, float]
+    alternatives: tuple[FittedForm, ...]
 
 
 def fit_binned_law(
@@ -399,7 +403,10 @@ def fit_binned_law(
             values.append(estimator.estimate(wk))
             with np.errstate(divide="ignore"):
                 ses.append(np.where(nk > 1, se * np.sqrt(counts / np.maximum(nk, 1)), np.inf))
-    best, scores = select_form(
+    best, scores, within = select_form(
         estimator.x, np.stack(train), np.stack(train_se), np.stack(test), np.stack(test_se)
     )
-    return LawSelection(best, value, se, boot, best.fit(estimator.x, value, se), scores)
+    alternatives = tuple(c.fit(estimator.x, value, se) for c in within)
+    return LawSelection(
+        best, value, se, boot, best.fit(estimator.x, value, se), scores, alternatives
+    )

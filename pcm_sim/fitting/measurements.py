@@ -29,8 +29,10 @@ whose one-line message names the file, the line or column, and what was expected
 from __future__ import annotations
 
 import csv
+import gc
 import hashlib
 import io
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,7 +160,11 @@ _RULES = {
 
 
 def _parse(text: str, source: str) -> tuple[dict[str, np.ndarray], list[str], np.ndarray]:
-    """Columns as arrays, device names in order of appearance, and the line of every row."""
+    """Columns as arrays, device names in order of appearance, and the line of every row.
+
+    Rows are read in chunks of :data:`_CHUNK_ROWS` and turned into columns by ``zip`` (no
+    Python work per cell); every row must sit on one line of the file.
+    """
     reader = csv.reader(io.StringIO(text))
     header = next(reader, None)
     while header is not None and not any(cell.strip() for cell in header):
@@ -168,56 +174,50 @@ def _parse(text: str, source: str) -> tuple[dict[str, np.ndarray], list[str], np
             f"{source}: empty file (expected a header with columns {', '.join(REQUIRED_COLUMNS)})"
         )
     columns = _header(header, source)
-    names: dict[str, int] = {}
-    parts: dict[str, list[np.ndarray]] = {name: [] for name in columns if name != "device"}
-    device_parts: list[np.ndarray] = []
-    line_parts: list[np.ndarray] = []
-    raw: dict[str, list[str]] = {name: [] for name in columns}
-    lines: list[int] = []
-
-    def flush() -> None:
-        for name, texts in raw.items():
-            if name == "device":
-                device_parts.append(np.array([names.setdefault(d, len(names)) for d in texts]))
-            else:
-                values = _numbers(texts, name, lines, source)
-                ok, expected = _RULES[name]
-                bad = ~ok(values)
-                if bad.any():
-                    i = int(np.flatnonzero(bad)[0])
-                    raise _fail(
-                        f"{source} line {lines[i]}: {name} is {texts[i].strip()}, "
-                        f"expected {expected}"
-                    )
-                parts[name].append(values)
-            texts.clear()
-        line_parts.append(np.array(lines, dtype=np.int64))
-        lines.clear()
-
     width = len(columns)
-    device_col = columns["device"]
-    for row in reader:
-        if not row or not any(cell.strip() for cell in row):
-            continue
-        if len(row) != width:
+    names: dict[str, int] = {}
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in columns}
+    line_parts: list[np.ndarray] = []
+    while True:
+        first_line = reader.line_num + 1
+        chunk = list(itertools.islice(reader, _CHUNK_ROWS))
+        if not chunk:
+            break
+        if reader.line_num - first_line + 1 != len(chunk):
+            raise _fail(f"{source}: a quoted field spans lines after line {first_line} "
+                        "(expected one row per line)")  # fmt: skip
+        keep = [i for i, row in enumerate(chunk) if row]  # csv gives [] for a blank line
+        lines = [first_line + i for i in keep]
+        widths = [len(chunk[i]) for i in keep]
+        if any(w != width for w in widths):
+            j = next(j for j, w in enumerate(widths) if w != width)
             raise _fail(
-                f"{source} line {reader.line_num}: {len(row)} fields, expected {width} "
+                f"{source} line {lines[j]}: {widths[j]} fields, expected {width} "
                 "(one per column of the header)"
             )
-        device = row[device_col].strip()
-        if not device:
-            raise _fail(f"{source} line {reader.line_num}: empty device name")
-        lines.append(reader.line_num)
+        cols = list(zip(*(chunk[i] for i in keep), strict=True)) if keep else []
         for name, i in columns.items():
-            raw[name].append(device if i == device_col else row[i])
-        if len(lines) >= _CHUNK_ROWS:
-            flush()
-    if lines:
-        flush()
-    if not line_parts or not sum(len(p) for p in line_parts):
+            texts = list(cols[i]) if cols else []
+            if name == "device":
+                stripped = [d.strip() for d in texts]
+                if "" in stripped:
+                    raise _fail(f"{source} line {lines[stripped.index('')]}: empty device name")
+                parts[name].append(np.array([names.setdefault(d, len(names)) for d in stripped]))
+                continue
+            values = _numbers(texts, name, lines, source)
+            ok, expected = _RULES[name]
+            bad = ~ok(values)
+            if bad.any():
+                k = int(np.flatnonzero(bad)[0])
+                raise _fail(
+                    f"{source} line {lines[k]}: {name} is {texts[k].strip()}, expected {expected}"
+                )
+            parts[name].append(values)
+        line_parts.append(np.array(lines, dtype=np.int64))
+    if not sum(len(p) for p in line_parts):
         raise _fail(f"{source}: no data rows after the header")
     arrays = {name: np.concatenate(p) for name, p in parts.items()}
-    arrays["device"] = np.concatenate(device_parts).astype(np.int64)
+    arrays["device"] = arrays["device"].astype(np.int64)
     return arrays, list(names), np.concatenate(line_parts)
 
 
@@ -247,10 +247,15 @@ def read_measurements(path: str | Path) -> Measurements:
         raise _fail(f"{source}: not UTF-8 text (expected a CSV file)") from None
     if "\x00" in text:
         raise _fail(f"{source}: not a text file (contains NUL bytes)")
+    gc_was_on = gc.isenabled()
+    gc.disable()  # millions of row lists, none in a cycle: the collector would rescan them
     try:
         arrays, names, lines = _parse(text, source)
     except csv.Error as exc:
         raise _fail(f"{source}: malformed CSV ({exc})") from None
+    finally:
+        if gc_was_on:
+            gc.enable()
     device = arrays["device"]
     g_target_rows = arrays["g_target_us"]
     first = np.full(len(names), -1, dtype=np.int64)

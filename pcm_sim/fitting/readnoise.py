@@ -19,7 +19,8 @@ The form is chosen (:func:`pcm_sim.fitting.laws.fit_binned_law`) on estimates co
 parameters are then fitted to the raw estimates through the forward model,
 ``min sum_b ((sqrt(R_b[q]) - sqrt(raw_b)) / se_b)^2`` (no inversion, so sharp features of the
 law, such as the HERMES law's floor, are not smeared into the fit).  Bootstrap replicates are
-refitted by one Gauss-Newton step from that fit.
+refitted by one Gauss-Newton step from that fit.  The law covers the range of ``x_prog`` the
+bins see (:meth:`Smearing.support`), wider than the targets' range.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ from pcm_sim.fitting.laws import FittedForm, LawSelection, fit_binned_law
 __all__ = ["NODES_PER_BIN", "ReadNoiseFit", "Smearing", "fit_read_noise", "smearing"]
 
 NODES_PER_BIN = 64
+SUPPORT_TAIL = 0.01
+"""Weight left out at each end of the range of ``x_prog`` a fitted read-noise law covers."""
 SELECTION_PASSES = 2
 """Corrections of the raw estimates before the form is chosen (law -> factor -> law)."""
 
@@ -55,6 +58,16 @@ class Smearing:
     def forward(self, q: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
         """``sqrt(R_b[q])`` for a law ``q`` (a function of x): (bins,)."""
         return np.sqrt(np.sum(self.weights * q(self.nodes) ** 2, axis=1))
+
+    def support(self, tail: float = SUPPORT_TAIL) -> tuple[float, float]:
+        """The range of ``x_prog`` the bins see: from the lowest bin's ``tail`` quantile of
+        its weighted nodes to the highest bin's ``1 - tail`` quantile."""
+        order = np.argsort(self.nodes, axis=1)
+        x = np.take_along_axis(self.nodes, order, axis=1)
+        cum = np.cumsum(np.take_along_axis(self.weights, order, axis=1), axis=1)
+        low = x[0][np.searchsorted(cum[0], tail)]
+        high = x[-1][min(np.searchsorted(cum[-1], 1 - tail), x.shape[1] - 1)]
+        return float(low), float(high)
 
 
 def smearing(
@@ -136,6 +149,7 @@ def fit_read_noise(
     reps = tuple(best.unpack(params + step) for step in steps)
     final = form.values(raw.x) / smear.forward(form.values)
     selection = LawSelection(
-        best, raw_value * final, raw_se * final, raw_boot * final, form, fitted.scores
-    )
+        best, raw_value * final, raw_se * final, raw_boot * final, form, fitted.scores,
+        fitted.alternatives,
+    )  # fmt: skip
     return ReadNoiseFit(selection, raw_value, raw_se, smear, reps)

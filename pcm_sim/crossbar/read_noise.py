@@ -185,6 +185,7 @@ class ReadNoiseClock:
             assert self.z is not None
             total = self.z.sum(dim=0) / math.sqrt(len(self.taus))  # (R, rows, out), unit variance
             self.frozen = torch.addcmul(state.w, state.sigma, total)
+            self.z = None  # the draw is all a frozen chip keeps
 
     def read(
         self,

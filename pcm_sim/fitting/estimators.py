@@ -43,12 +43,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import sparse
 from scipy.stats import norm
 
 __all__ = [
     "BinnedEstimator",
     "Cells",
     "DriftRegression",
+    "LogFitSums",
     "drift_regression",
     "folded_normal_params",
     "group_cells",
@@ -238,8 +240,63 @@ def drift_regression(
     return DriftRegression(t0_s, a, nu, var_a, var_nu, rss, dof, resid, fit_var)
 
 
+@dataclass(frozen=True)
+class LogFitSums:
+    """The log-linear drift fit of every device at any ``t0``, from sums kept by distinct time.
+
+    ``y = ln m + v / (2 n) + 3 v^2 / (4 n^2)`` is fitted on ``L(t) = ln((t + t0) / t0)`` with
+    weights ``w = n / v`` (as :func:`drift_regression` with ``iterations = 0``).  ``L`` depends
+    on the cell only through its time, so with ``yc = y - y_bar`` (the device's weighted mean,
+    which does not depend on ``t0``) every sum the fit needs is a sparse (devices, times)
+    matrix times a vector of ``L`` at the distinct times: ``S_wL = W L``, ``S_wLL = W L^2``,
+    ``S_wLy = Wy L``; then ``slope = S_wLy / S_LLc``, ``S_LLc = S_wLL - S_wL^2 / S_w`` and
+    ``rss = S_wyy - S_wLy^2 / S_LLc``.  One evaluation costs a sparse product over the cells.
+    """
+
+    times: np.ndarray
+    W: sparse.csr_matrix
+    Wy: sparse.csr_matrix
+    s_w: np.ndarray
+    s_wyy: np.ndarray
+    y_bar: np.ndarray
+    dof: np.ndarray
+
+    @classmethod
+    def build(cls, cells: Cells, v: np.ndarray, n_devices: int) -> LogFitSums:
+        """Sums of the cells' weights ``n / v`` and centered ``y`` (``v = 0``: cell left out)."""
+        ok = v > 0
+        w = np.where(ok, cells.n / np.where(ok, v, 1.0), 0.0)
+        rel = v / cells.n
+        with np.errstate(divide="ignore"):
+            y = np.where(ok, np.log(np.where(ok, cells.mean, 1.0)) + rel / 2 + 0.75 * rel**2, 0.0)
+        d = cells.device
+        s_w = np.bincount(d, w, minlength=n_devices)
+        y_bar = np.bincount(d, w * y, minlength=n_devices) / np.where(s_w > 0, s_w, 1.0)
+        yc = y - y_bar[d]
+        times, k = np.unique(cells.t_s, return_inverse=True)
+        shape = (n_devices, len(times))
+        W = sparse.csr_matrix((w, (d, k)), shape=shape)
+        Wy = sparse.csr_matrix((w * yc, (d, k)), shape=shape)
+        s_wyy = np.bincount(d, w * yc**2, minlength=n_devices)
+        dof = np.bincount(d, ok.astype(np.float64), minlength=n_devices) - 2
+        return cls(times, W, Wy, s_w, s_wyy, y_bar, dof)
+
+    def at(self, t0_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(a, nu, var_a, rss)`` of every device, (devices,) each, for one ``t0``."""
+        L = log_time(self.times, t0_s)
+        safe = np.where(self.s_w > 0, self.s_w, 1.0)
+        L_bar = (self.W @ L) / safe
+        s_LL = self.W @ L**2 - L_bar**2 * self.s_w
+        s_LL = np.where(s_LL > 0, s_LL, np.inf)
+        s_Ly = self.Wy @ L
+        slope = s_Ly / s_LL
+        rss = np.maximum(self.s_wyy - s_Ly * slope, 0.0)
+        var_a = rss / np.maximum(self.dof, 1) * (1.0 / safe + L_bar**2 / s_LL)
+        return self.y_bar - slope * L_bar, -slope, var_a, rss
+
+
 def scan_t0(
-    fit_at: Callable[[float], float], low_s: float, high_s: float, per_decade: int = 4
+    fit_at: Callable[[float], float], low_s: float, high_s: float, per_decade: int = 8
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """``chi2(t0)`` on a log grid from ``low_s`` to ``high_s`` and its refined minimum.
 

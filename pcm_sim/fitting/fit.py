@@ -247,23 +247,21 @@ def _fit_t0(d: _Design, base: DeviceProfile) -> T0Fit:
     b = np.where(d.used, d.bin, 0)
     count = np.bincount(b, d.used.astype(np.float64), minlength=d.n_bins)
 
-    def curvature(t0: float) -> est.DriftRegression:
-        return est.drift_regression(d.cells, v, t0, n_dev, iterations=0)
+    sums = est.LogFitSums.build(d.cells, v, n_dev)
 
-    def offset_chi2(fit: est.DriftRegression) -> float:
+    def offset_chi2(a: np.ndarray, var_a: np.ndarray) -> float:
         """sum over bins of (mean of g_prog - g_target / its standard error)^2."""
-        e = np.where(d.used, np.exp(fit.a - fit.var_a / 2) - d.m.g_target_us, 0.0)
+        e = np.where(d.used, np.exp(a - var_a / 2) - d.m.g_target_us, 0.0)
         mean = np.bincount(b, e, minlength=d.n_bins) / count
         var = np.bincount(b, e**2, minlength=d.n_bins) / count - mean**2
         return float(np.sum(mean**2 / (var / (count - 1))))
 
-    _, _, best_curvature = est.scan_t0(lambda t0: curvature(t0).chi2, *T0_RANGE_S)
-    first = curvature(best_curvature)
-    phi = first.chi2 / float(first.dof[d.used].sum())
+    _, _, best_curvature = est.scan_t0(lambda t0: float(sums.at(t0)[3].sum()), *T0_RANGE_S)
+    phi = float(sums.at(best_curvature)[3].sum()) / float(sums.dof[d.used].sum())
 
     def chi2_at(t0: float) -> float:
-        fit = curvature(t0)
-        return fit.chi2 / phi + offset_chi2(fit)
+        a, _, var_a, rss = sums.at(t0)
+        return float(rss.sum()) / phi + offset_chi2(a, var_a)
 
     grid, chi2, best = est.scan_t0(chi2_at, *T0_RANGE_S)
     minimum = chi2_at(best)

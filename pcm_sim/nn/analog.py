@@ -15,13 +15,11 @@ A layer has three modes:
 * analog, ``backend="pcm-sim"``: the weights are programmed onto a :class:`CrossbarArray`, a
   value of (weights, profile, chip seed, layer index); every read (forward, transposed) and write
   (program-and-verify, :meth:`AnalogLinear.rewrite`) goes through it;
-* analog, ``backend="aihwkit"``: the weights are programmed onto aihwkit inference tiles built
-  from the same profile.
+* analog, ``backend="aihwkit"``: aihwkit inference tiles built from the same profile.
 
-Neuron modules, families, training and studies use only the public methods of this layer.
-
-In analog mode the gradient passes straight through: ``y = y_ideal + (y_analog - y_ideal)``
-with the difference detached, so training through the chip (hardware in the loop) works.
+Neuron modules, families, training and studies use only the public methods of this layer.  In
+analog mode the gradient passes straight through (``y = y_ideal + (y_analog - y_ideal)``, the
+difference detached), so training through the chip (hardware in the loop) works.
 """
 
 from __future__ import annotations
@@ -143,12 +141,10 @@ class AnalogLinear(nn.Module):
 
     def drift_to(self, t_s: float) -> None:
         """Move the programmed layer to ``t_s`` seconds after programming (with compensation)."""
-        if self.crossbar is not None:
-            self.crossbar.drift_to(t_s)
-        elif self.aihwkit_layer is not None:
-            self.aihwkit_layer.drift_to(t_s)
-        else:
+        chip = self.crossbar if self.crossbar is not None else self.aihwkit_layer
+        if chip is None:
             raise RuntimeError("drift_to: layer is not programmed; call pcm_sim.deploy first")
+        chip.drift_to(t_s)
 
     def to_software(self) -> None:
         """Forget the programmed chip; the layer computes with its float weights again."""
@@ -161,10 +157,8 @@ class AnalogLinear(nn.Module):
         return self.crossbar
 
     def read_transposed(self, e: Tensor, binary_input: bool = False) -> Tensor:
-        """``e @ W``: ``(..., out) -> (..., in)``, no bias; one transposed read on a chip.
-
-        ``binary_input``: ``e`` holds unit pulses that drive the columns without a DAC.
-        """
+        """``e @ W`` (``(..., out) -> (..., in)``, no bias), one transposed read on a chip;
+        ``binary_input``: ``e`` holds unit pulses that drive the columns without a DAC."""
         if self.aihwkit_layer is not None:
             raise ValueError("read_transposed: needs the pcm-sim backend (aihwkit tiles have none)")
         if self.crossbar is None:
@@ -384,13 +378,13 @@ def deploy(
 ) -> nn.Module:
     """Program every analog layer of ``module`` onto a new chip; returns ``module`` in analog mode.
 
-    The chip is a value of (weights, profile, ``seed``): layer ``i`` draws from the named streams
+    The chip is a value of (weights, profile, ``seed``): layer ``i`` draws from the streams
     ``(seed, i, ...)`` (:mod:`pcm_sim.crossbar.streams`).  Any previous chip is replaced;
-    ``backend`` chooses the backend of this deployment only (default: each layer's own);
-    ``device`` moves the module there first.  With ``periphery.output_range_policy:
-    calibrated`` every ADC range is set right after programming from calibration reads: of each
-    layer's inputs when ``module`` runs ``calibration_input`` (e.g. the training data's first
-    batch) in software, else of one-hot inputs (:meth:`CrossbarArray.calibrate_ranges`).
+    ``backend`` chooses this deployment's backend (default: each layer's own); ``device`` moves
+    the module first.  A ``calibrated`` output range policy sets every ADC range right after
+    programming from reads of each layer's inputs when ``module`` runs ``calibration_input`` in
+    software, else of one-hot inputs (:meth:`CrossbarArray.calibrate_ranges`).  ``profile`` may
+    be a name or path (the public entry point resolves it; layers take a ``DeviceProfile``).
     """
     prof = load_profile(profile)
     layers = analog_layers(module)

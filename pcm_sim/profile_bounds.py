@@ -29,12 +29,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 import yaml
 
-from pcm_sim.profiles import DeviceProfile, Law, ProfileError
+from pcm_sim.profile_sections import Law, ProfileError
+
+if TYPE_CHECKING:
+    from pcm_sim.profiles import DeviceProfile
 
 __all__ = [
     "BOUNDS",

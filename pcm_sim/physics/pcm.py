@@ -28,11 +28,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
-from pcm_sim.profiles import DeviceProfile, Law
+from pcm_sim.profile_sections import Law
+
+if TYPE_CHECKING:
+    from pcm_sim.profiles import DeviceProfile
 
 __all__ = [
     "READ_NOISE_COMPONENTS",

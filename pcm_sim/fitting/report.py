@@ -178,7 +178,7 @@ def _markdown(
         "Two-sample KS tests, one read per device and time; D on g and on g / g_t (g_t = "
         "g_target).",
         "",
-        "| time | reads | fit D(g) | p | D(g/g_t) | p | base D(g) | p | D(g/g_t) | p |",
+        "| time | devices | fit D(g) | p | D(g/g_t) | p | base D(g) | p | D(g/g_t) | p |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for f, b in zip(fitted, base, strict=True):

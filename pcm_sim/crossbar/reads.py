@@ -97,11 +97,17 @@ class Products:
 
 
 def read_products(
-    u: Tensor, noise: CallNoise, state: ReadState, ir_lines: tuple[Tensor, Tensor] | None
+    u: Tensor,
+    noise: CallNoise,
+    state: ReadState,
+    ir_lines: tuple[Tensor, Tensor] | None,
+    binary: bool = False,
 ) -> Products:
-    """The matmuls of a read (:class:`Products`)."""
+    """The matmuls of a read (:class:`Products`); ``binary``: ``u`` is 0/1, so ``u^2 = u``."""
     w_read = noise.held  # (R, rows, out)
-    std = torch.matmul(u.square(), state.var).sqrt_() if noise.fresh else None  # (R, N, out)
+    std = None
+    if noise.fresh:
+        std = torch.matmul(u if binary else u.square(), state.var).sqrt_()  # (R, N, out)
     ir_a = ir_lin = None
     if ir_lines is not None:
         ir_a = torch.matmul(u.abs(), w_read.abs())  # (R, N, out)
@@ -187,7 +193,7 @@ def forward_read(
     tiles = layout.split_inputs(x)  # (R, N, rows)
     u, full_scale, k = periphery.drive_lines(tiles, per, binary_input)
     ir_lines = ir_drop_lines(layout, profile, noise.held.dtype)
-    products = read_products(u, noise, state, ir_lines)
+    products = read_products(u, noise, state, ir_lines, binary_input)
     keep = binary_input and per.bound_management == "iterative" and bool(per.output_range)
     y = assemble_outputs(products, noise, profile, k, normals, ir_lines, keep)  # (R, N, out)
     reduction: Tensor | None = None

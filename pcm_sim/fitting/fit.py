@@ -18,11 +18,13 @@ Steps (equations in :mod:`pcm_sim.fitting.estimators`, law selection in
    first read is long after it.  The 95 % interval is where ``chi2 - chi2_min <= 3.84``.
    Two-sided: fitted.  Open-ended: the base's ``t0`` is kept if inside, else the end of the
    interval nearest to it;
-4. per-device drift regression at that ``t0`` -> ``g_prog``, ``nu`` and their variances;
+4. per-device drift fit at that ``t0`` (log least squares refined by Gauss-Newton on the
+   conductance scale) -> ``g_prog``, ``nu`` and their variances;
 5. four laws of x -- ``programming.sigma_us`` (std in µS, with ``g_ref_us = g_max_us``),
-   ``drift.nu_mean``, ``drift.nu_std`` and ``read_noise.q_s`` (of ``x_prog``) -- each fitted
-   to its bin estimates in the form of largest K-fold held-out likelihood, with a bootstrap
-   band over devices;
+   ``drift.nu_mean``, ``drift.nu_std`` and ``read_noise.q_s`` (of ``x_prog``, through the
+   spread of ``x_prog`` in a bin, :mod:`pcm_sim.fitting.readnoise`) -- each fitted to its bin
+   estimates in the form chosen by K-fold held-out likelihood (one-standard-error rule), with
+   a band from the bootstrap over devices and the forms the data cannot tell apart;
 6. the profile (:mod:`pcm_sim.fitting.fitted_profile`): the base profile with these laws and
    ``t0``, every ``scale`` 1, no device-to-device gain and no stuck devices (both are inside
    the measured spreads); the base's window ``g_min/g_max``, ``levels``, ``t_read_s``,

@@ -31,10 +31,9 @@ it; a bound-management re-read repeats its row within the same read slot.
 
   1. components slower than a quarter of the call (``τ_k >= D / 4``) keep a state, drawn at
      ``drift_to`` from the stationary law (``slow`` stream of ``(seed, layer, epoch, t)``) and
-     advanced by exact AR(1) steps over the clock elapsed since its last step, at a call's start:
-     at every call when ``τ_k / 4 <= D`` (innovations from the call's own draws), else lazily
-     once ``τ_k / 4`` has elapsed (innovations from the ``slow`` stream of the call), so a slow
-     state is held at most ``τ_k / 4 + D``;
+     advanced by exact AR(1) steps over the clock elapsed since its last step, at a call's start
+     once at least ``τ_k / 4`` has elapsed (at every call when ``τ_k / 4 <= D``), so a state is
+     held at most ``τ_k / 4 + D``; the innovations come from the call's own draws;
   2. within a call (the middle band, ``P < τ_k < D``, and every other component), component
      ``k``'s correlation between reads ``n`` and ``m``, ``ρ_k^|n-m|`` with ``ρ_k = exp(-P/τ_k)``,
      is replaced by its mean over the call's ``N (N - 1)`` ordered pairs of reads,
@@ -187,15 +186,9 @@ class ReadNoiseClock:
             self.frozen = torch.addcmul(state.w, state.sigma, total)
             self.z = None  # the draw is all a frozen chip keeps
 
-    def read(
-        self,
-        n_reads: int,
-        normals: Normals,
-        steps: Callable[[], torch.Generator] | None = None,
-    ) -> CallNoise:
-        """The noise of a call of ``n_reads`` rows (module docstring).  ``steps`` gives the
-        generator of the call's lazy AR(1) steps; without it (calibration reads) nothing steps
-        and the clock does not move."""
+    def read(self, n_reads: int, normals: Normals, advance: bool = True) -> CallNoise:
+        """The noise of a call of ``n_reads`` rows (module docstring).  Calibration reads
+        (``advance=False``) see the state at the current clock: nothing steps, the clock stays."""
         if self.model == "per_call":
             return shared_read(self.state, normals)
         if self.model == "per_read":
@@ -203,40 +196,46 @@ class ReadNoiseClock:
         if self.model == "frozen":
             assert self.frozen is not None
             return CallNoise(self.frozen, 0.0)
-        noise = self._clocked(n_reads, normals, steps)
-        if steps is not None:
+        noise = self._clocked(n_reads, normals, advance)
+        if advance:
             self.clock_s += n_reads * self.period_s
         return noise
 
-    def _clocked(
-        self, n: int, normals: Normals, steps: Callable[[], torch.Generator] | None
-    ) -> CallNoise:
+    def _clocked(self, n: int, normals: Normals, advance: bool) -> CallNoise:
         """Held array and fresh share of a clocked call of ``n`` rows (module docstring).
 
-        Persistent components due at every call (``LAZY_STEP τ_k <= D``) step with innovations
-        from the call's own normals; the rarer steps draw from ``steps()`` (``randn``).  The
-        held array is ``W + σ (S + sum_every c_k z_k + c_rest Z)``: ``S = sum_rare c_k z_k`` is
-        cached (a function of the components' states and ``n`` only, so a saved and reloaded
-        chip reads bit for bit as the original)."""
+        The call's array-sized normals are one draw ``(2 m + 1, R, rows, out)``: the
+        innovations of the ``m`` components that step (each ``copysign`` of two windows, so
+        windows of the noise bank that overlap give uncorrelated values and the state, which
+        sums windows of several calls, has no correlation across devices) and the fresh held
+        share ``Z``.  The held array is ``W + σ (S + sum_every c_k z_k + c_rest Z)``: ``S`` sums
+        the components that step at most every few calls and is cached (a function of their
+        states and ``n`` only, so a saved and reloaded chip reads bit for bit as the original).
+        """
         assert self.z is not None
         duration = n * self.period_s
         persistent = [tau >= PERSISTENT * duration for tau in self.taus]
         every = [
             p and LAZY_STEP * tau <= duration for p, tau in zip(persistent, self.taus, strict=True)
         ]
-        if steps is not None:
-            self._step([k for k, e in enumerate(every) if e], normals)
-            rare = [k for k, p in enumerate(persistent) if p and not every[k]]
-            due = [k for k in rare if self.clock_s - self.stepped_s[k] >= LAZY_STEP * self.taus[k]]
-            if due:
-                generator, device = steps(), self.z.device
-                self._step(
-                    due, lambda shape: torch.randn(shape, generator=generator, device=device)
-                )
+        elapsed = [self.clock_s - s for s in self.stepped_s]
+        due = [
+            k
+            for k, p in enumerate(persistent)
+            if advance and p and elapsed[k] > 0 and elapsed[k] >= LAZY_STEP * self.taus[k]
+        ]
         shares = [pcm.ou_mean_correlation(self.period_s, tau, n) for tau in self.taus]
-        k_total = len(self.taus)
-        coeffs = [math.sqrt(a / k_total) for a in shares]
-        rare_set = tuple(k for k in range(k_total) if persistent[k] and not every[k])
+        rest = math.fsum(a for a, p in zip(shares, persistent, strict=True) if not p) / len(shares)
+        draws = 2 * len(due) + (1 if rest > 0 else 0)
+        drawn = normals(torch.Size((draws, *self.state.w.shape))) if draws else None
+        for i, k in enumerate(due):  # exact AR(1) steps over the elapsed clock
+            assert drawn is not None
+            rho = math.exp(-elapsed[k] / self.taus[k])
+            eps = torch.copysign(drawn[2 * i], drawn[2 * i + 1])
+            self.z[k].mul_(rho).add_(eps, alpha=math.sqrt(1.0 - rho * rho))
+            self.stepped_s[k] = self.clock_s
+        coeffs = [math.sqrt(a / len(shares)) for a in shares]
+        rare_set = tuple(k for k, p in enumerate(persistent) if p and not every[k])
         key = (n, rare_set, tuple(self.stepped_s[k] for k in rare_set))
         if self._cache is None or self._cache[0] != key:
             slow = torch.zeros_like(self.state.w)
@@ -244,30 +243,16 @@ class ReadNoiseClock:
                 slow.add_(self.z[k], alpha=coeffs[k])
             self._cache = (key, torch.addcmul(self.state.w, self.state.sigma, slow))
         weights = self._cache[1]
-        rest = math.fsum(a for a, p in zip(shares, persistent, strict=True) if not p) / k_total
         terms = [(self.z[k], coeffs[k]) for k, e in enumerate(every) if e]
-        if rest > 0:
-            terms.append((normals(self.state.w.shape), math.sqrt(rest)))
+        if drawn is not None and rest > 0:
+            terms.append((drawn[-1], math.sqrt(rest)))
         for i, (term, coeff) in enumerate(terms):  # W_S + σ c_k z_k + ... (the cache untouched)
             if i == 0:
                 weights = torch.addcmul(weights, self.state.sigma, term, value=coeff)
             else:
                 weights.addcmul_(self.state.sigma, term, value=coeff)
-        fresh = max(0.0, 1.0 - math.fsum(shares) / k_total)
+        fresh = max(0.0, 1.0 - math.fsum(shares) / len(shares))
         return CallNoise(weights, fresh)
-
-    def _step(self, due: list[int], draw: Normals) -> None:
-        """Exact AR(1) steps of components ``due`` over the clock elapsed since their last
-        step, ``z <- ρ z + sqrt(1 - ρ²) ε``, ``ρ = exp(-Δ / τ_k)``, innovations from ``draw``."""
-        assert self.z is not None
-        for k in due:
-            elapsed = self.clock_s - self.stepped_s[k]
-            if elapsed <= 0:
-                continue
-            rho = math.exp(-elapsed / self.taus[k])
-            eps = draw(self.z[k].shape)
-            self.z[k].mul_(rho).add_(eps, alpha=math.sqrt(max(0.0, 1.0 - rho * rho)))
-            self.stepped_s[k] = self.clock_s
 
     def export(self) -> dict[str, Any]:
         """The clock and the slow state as plain data and a CPU tensor ``(K, in, out)`` (or

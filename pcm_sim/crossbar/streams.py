@@ -12,7 +12,7 @@ Each random draw gets its own generator, seeded from a hash of a *key* that name
     ``calibrate, e, t``                  compensation calibration reads at time ``t``
     ``slow, e, t``                       the slow read-noise state drawn at ``drift_to(t)``
     ``read, e, t, k``                    the ``k``-th call (``k = 0, 1, ...``) since ``drift_to(t)``
-    ``slow, e, t, k``                    the AR(1) steps of the slow state at the ``k``-th call
+                                         (with the steps of the slow state at that call)
 
 all prefixed by (chip seed, layer index).  Because no draw depends on how many draws came before
 it, the ``k``-th read at ``t`` gives the same numbers whatever times and reads were asked of the
@@ -95,9 +95,3 @@ class ChipStreams:
     def slow_state(self, device: torch.device, epoch: int, t_s: float) -> torch.Generator:
         """The slow read-noise state (OU components) drawn at ``drift_to(t_s)``."""
         return self.generator(device, "slow", epoch, float(t_s))
-
-    def slow_steps(
-        self, device: torch.device, epoch: int, t_s: float, counter: int
-    ) -> torch.Generator:
-        """The AR(1) steps of the slow read-noise state at the ``counter``-th call."""
-        return self.generator(device, "slow", epoch, float(t_s), counter)

@@ -145,13 +145,10 @@ class CrossbarArray:
 
     def _next_call(self, n_reads: int) -> tuple[reads.CallNoise, reads.Normals]:
         """The read noise and the normals of the next call (``n_reads`` rows); moves the clock."""
-        epoch, t_s, call = self.write_epoch, self.t_s, self.read_counter
-        normals = self._normals(self.streams.read(self.device, epoch, t_s, call))
+        generator = self.streams.read(self.device, self.write_epoch, self.t_s, self.read_counter)
+        normals = self._normals(generator)
         self.read_counter += 1
-        noise = self.noise.read(
-            n_reads, normals, lambda: self.streams.slow_steps(self.device, epoch, t_s, call)
-        )
-        return noise, normals
+        return self.noise.read(n_reads, normals), normals
 
     # --- time and compensation ------------------------------------------------------------
 
@@ -182,7 +179,7 @@ class CrossbarArray:
         if self.profile.compensation.mode != "none":
             gen = self.streams.calibration(self.device, self.write_epoch, self.t_s)
             normals = self._normals(gen)
-            noise = self.noise.read(self.in_features, normals)
+            noise = self.noise.read(self.in_features, normals, advance=False)
             readout = reads.compensation_readout(
                 noise, self.state, self.layout, self.profile, normals, self.converters
             )
@@ -258,7 +255,7 @@ class CrossbarArray:
             flat = inputs.detach().reshape(-1, self.in_features).to(torch.float32)
             tiles = self.layout.split_inputs(flat)  # (R, M, rows)
             u, _, k = periphery.drive_lines(tiles, per, binary_input)
-        noise = self.noise.read(u.shape[1], normals)  # at the current clock, which stays
+        noise = self.noise.read(u.shape[1], normals, advance=False)  # at the current clock
         lines = reads.ir_drop_lines(self.layout, self.profile, noise.held.dtype)
         y = reads.analog_outputs(u, noise, self.state, self.profile, k, normals, lines)
         magnitude = (y / k).abs()  # (R, M, out), normalized units of the input full scale

@@ -19,6 +19,7 @@ from pcm_sim.functional.lif import (
     continuous_lif_step,
     heaviside_sigmoid,
     refine_spike_train,
+    synaptic_drive,
 )
 from pcm_sim.nn.analog import AnalogLinear, deploy
 from pcm_sim.nn.coarse_lif import CoarseLIFConvNet, CoarseLIFMLP
@@ -193,35 +194,53 @@ def test_surrogate_gradient_value() -> None:
 
 
 def test_continuous_lif_hand_trajectory() -> None:
-    # tau = 1, dt = 0.5 (decay e^-0.5 = 0.6065307), refractory 1, charge 0.6 per fine step:
-    # v = 0.6; 0.6065307*0.6 + 0.6 = 0.9639184; 0.6065307*0.9639184 + 0.6 = 1.1846461 -> spike;
-    # two refractory steps at 0; then 0.6 again.
+    # tau = 1, dt = 0.5: decay e^-0.5 = 0.6065307, step gain g = 2 (1 - e^-0.5) = 0.7869387;
+    # refractory 1, drive 0.8 per fine step (g 0.8 = 0.6295509):
+    # v = 0.6295509; 0.6065307*0.6295509 + 0.6295509 = 1.0113929 -> spike, v <- 0;
+    # two refractory steps at 0; then 0.6295509 and a second spike.
     params = ContinuousLIFParams(tau=1.0, dt_s=0.5, refractory_s=1.0)
+    assert params.step_gain == pytest.approx(0.7869387, abs=1e-7)
     zero = torch.zeros(1, dtype=torch.float64)
-    state = ContinuousLIFState(v=zero, refractory_s=zero, pending=zero)
+    state = ContinuousLIFState(v=zero, refractory_s=zero)
     vs, ss = [], []
     for _ in range(6):
-        s, state = continuous_lif_step(torch.full((1,), 0.6, dtype=torch.float64), state, params)
+        s, state = continuous_lif_step(torch.full((1,), 0.8, dtype=torch.float64), state, params)
         vs.append(state.v.item())
         ss.append(s.item())
-    assert ss == [0.0, 0.0, 1.0, 0.0, 0.0, 0.0]
-    assert vs == pytest.approx([0.6, 0.9639184, 0.0, 0.0, 0.0, 0.6], abs=1e-6)
+    assert ss == [0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    assert vs == pytest.approx([0.6295509, 0.0, 0.0, 0.0, 0.6295509, 0.0], abs=1e-6)
 
 
-def test_exponential_synapse_hand_trajectory() -> None:
-    # dt = 0.5, tau_s = 0.5 / ln 2: half the pending charge is delivered per step; no leak
-    # (tau = 1e9). Charge 0.9 at step 1: v = 0.45, 0.675, 0.7875 (0.9 in total as t -> inf).
-    params = ContinuousLIFParams(
-        tau=1e9, dt_s=0.5, refractory_s=0.0, synapse_tau_s=0.5 / math.log(2)
-    )
+def test_subtract_reset_keeps_the_excess() -> None:
+    # same neuron, reset by subtraction and no refractory period: 1.0113929 - 1 = 0.0113929,
+    # then 0.6065307*0.0113929 + 0.6295509 = 0.6364611
+    params = ContinuousLIFParams(tau=1.0, dt_s=0.5, refractory_s=0.0, reset="subtract")
     zero = torch.zeros(1, dtype=torch.float64)
-    state = ContinuousLIFState(v=zero, refractory_s=zero, pending=zero)
+    state = ContinuousLIFState(v=zero, refractory_s=zero)
     vs = []
-    for charge in (0.9, 0.0, 0.0):
-        _, state = continuous_lif_step(torch.full((1,), charge, dtype=torch.float64), state, params)
+    for _ in range(3):
+        _, state = continuous_lif_step(torch.full((1,), 0.8, dtype=torch.float64), state, params)
         vs.append(state.v.item())
-    assert vs == pytest.approx([0.45, 0.675, 0.7875], abs=1e-6)
-    assert (state.v + state.pending).item() == pytest.approx(0.9)
+    assert vs == pytest.approx([0.6295509, 0.0113929, 0.6364611], abs=1e-6)
+    with pytest.raises(ValueError, match="reset"):
+        ContinuousLIFParams(reset="hold")
+
+
+def test_synaptic_drive_kernels() -> None:
+    # dt = 0.5, tau_s = 0.5 / ln 2: half the pending charge is delivered per step.
+    # Charge 0.9 at step 1: 0.45, 0.225, 0.1125.  Box of 1 (two steps): 0.45, 0.45, 0.
+    charge = torch.tensor([0.9, 0.0, 0.0], dtype=torch.float64).reshape(3, 1)
+    exponential = ContinuousLIFParams(dt_s=0.5, synapse_tau_s=0.5 / math.log(2))
+    box = ContinuousLIFParams(dt_s=0.5, synapse_window_s=1.0)
+    assert synaptic_drive(charge, exponential).flatten().tolist() == pytest.approx(
+        [0.45, 0.225, 0.1125]
+    )
+    assert synaptic_drive(charge, box).flatten().tolist() == pytest.approx([0.45, 0.45, 0.0])
+    assert synaptic_drive(charge, ContinuousLIFParams(dt_s=0.5)) is charge  # delta
+    with pytest.raises(ValueError, match="at most one"):
+        ContinuousLIFParams(dt_s=0.5, synapse_tau_s=0.2, synapse_window_s=1.0)
+    with pytest.raises(ValueError, match="synapse_window_s"):
+        ContinuousLIFParams(dt_s=0.5, synapse_window_s=0.7)
 
 
 def test_coarse_coefficients_are_continuous_time_averages() -> None:
@@ -230,22 +249,20 @@ def test_coarse_coefficients_are_continuous_time_averages() -> None:
     tau, k, x = 2.0, 400, 0.5
     params = ContinuousLIFParams(tau=tau, dt_s=1.0 / k, refractory_s=1.0)
     coarse = CoarseLIFParams(tau=tau)
-    # b: charge x/K on every fine step of one window (uniform arrival times), no spike
+    # b: charge x/K on every fine step of one window (uniform arrival times), no spike: exact
     zero = torch.zeros(1, dtype=torch.float64)
-    state = ContinuousLIFState(v=zero, refractory_s=zero, pending=zero)
+    state = ContinuousLIFState(v=zero, refractory_s=zero)
     for _ in range(k):
         _, state = continuous_lif_step(torch.full((1,), x / k, dtype=torch.float64), state, params)
-    assert state.v.item() == pytest.approx(coarse.b * x, rel=2e-3)
+    assert state.v.item() == pytest.approx(coarse.b * x, rel=1e-9)
     # c: a spike forced at every possible fine step r of window 0, then x/K per fine step
-    v_end = []
     charge = torch.full((k, 2 * k), x / k, dtype=torch.float64)  # (spike time r, fine step)
     charge[torch.arange(k), torch.arange(k)] = 10.0
     zeros = torch.zeros(k, dtype=torch.float64)
-    state = ContinuousLIFState(v=zeros, refractory_s=zeros, pending=zeros)
+    state = ContinuousLIFState(v=zeros, refractory_s=zeros)
     for step in range(2 * k):
         _, state = continuous_lif_step(charge[:, step], state, params)
-    v_end = state.v
-    assert float(v_end.mean()) == pytest.approx(coarse.c * x, rel=5e-3)
+    assert float(state.v.mean()) == pytest.approx(coarse.c * x, rel=5e-3)
 
 
 def test_refine_spike_train_keeps_each_spike_in_its_window(gen: torch.Generator) -> None:

@@ -48,9 +48,12 @@ SCHEMA: RecipeSchema = {
         "classes": Field("int", 10, 10),
         "tau": Field("float", 0.0, 1e4, above=True),
         "beta": Field("float", 0.0, 1e3, above=True),
+        "detach_reset": Field("bool"),
         "readout_scale": Field("float", 0.0, 1e3, above=True),
         "refractory_s": Field("float", 0.0, 1e3),
         "synapse_tau_s": Field("float", 0.0, 1e3),
+        "synapse_window_s": Field("float", 0.0, 1e3),
+        "reset": Field("str", choices=("zero", "subtract")),
         "settle_s": Field("float", 0.0, 1e4),
     },
     "data": {
@@ -79,6 +82,7 @@ def build(recipe: Recipe) -> nn.Module:
         int(m.get("classes", 10)),
         float(m.get("tau", 2.0)),
         float(m.get("beta", 5.0)),
+        bool(m.get("detach_reset", False)),
     )
 
 
@@ -110,6 +114,8 @@ def score_split(
         dt_s=float(data.get("dt_s", 0.05)),
         refractory_s=float(m.get("refractory_s", 1.0)),
         synapse_tau_s=float(m.get("synapse_tau_s", 0.0)),
+        synapse_window_s=float(m.get("synapse_window_s", 0.0)),
+        reset=str(m.get("reset", "zero")),
         settle_s=float(m.get("settle_s", 0.0)),
     )
     jitter = float(data.get("input_jitter", 1.0))

@@ -9,6 +9,8 @@ coarse step is one unit of time; ``tau`` is the membrane time constant in those 
     ``s_t = H(v_t - 1)``            (``H(0) = 1``: a neuron spikes when ``v_t >= 1``)
 
 with the surrogate gradient ``dH/dv = beta σ(beta (v - 1)) (1 - σ(beta (v - 1)))``, ``beta = 5``.
+With ``detach_reset`` the switch ``s_{t-1}`` between the two regimes carries no gradient (the
+forward values are unchanged; Zenke & Vogels 2021 found the reset's gradient hurts learning).
 ``x_t`` is the synaptic input of window ``t`` (``W s^{in}_t``, a spike count times weight).
 
 The coefficients are those of a continuous-time LIF ``dv/dt = -v/tau + Σ_k w_k δ(t - t_k)``
@@ -17,12 +19,25 @@ uniformly random times within their window: a spike arriving at ``u ~ U(0, 1)`` 
 ``E[exp(-(1 - u)/tau)] = ∫_0^1 exp(-(1-u)/tau) du = b`` by the window's end; after a spike at a
 uniformly random time ``r`` of window ``t - 1``, the inputs of window ``t`` that arrive before
 ``r + 1`` are lost to refractoriness, leaving
-``E_r[∫_r^1 exp(-(1-u)/tau) du] = tau (1 - b) = c``.  :func:`continuous_lif_step` simulates that
-neuron with a fine time step ``dt`` (the transfer target of a trained coarse network):
+``E_r[∫_r^1 exp(-(1-u)/tau) du] = tau (1 - b) = c``.
 
-    refractory:   ``v = 0`` (input ignored) while ``refractory_s > 0``; it decreases by ``dt``
-    otherwise:    ``v ← exp(-dt/tau) v + q``       (``q``: charge delivered in this fine step)
-    spike:        ``v >= 1`` → ``s = 1``, ``v ← 0``, ``refractory_s ← t_ref``
+The limiting case: many small inputs spread uniformly over the window are a constant current
+``x`` per unit time, ``v(u) = a(u) v_0 + tau (1 - a(u)) x`` with ``a(u) = exp(-u/tau)``, so
+``v(1) = a v_0 + b x`` exactly, and ``dv/du = (x - v_0/tau) a(u)`` has one sign over the window:
+the potential is monotone, it crosses 1 inside a window exactly when it ends >= 1, and the
+continuous neuron fires in the windows where the coarse one does (after a spike, a refractory
+period of one unit starting at the uniformly random spike time gives the gain ``c`` on average).
+Few large inputs of mixed sign at random times break this: the potential wanders within the
+window and may cross 1 although it ends below.  :func:`continuous_lif_step` simulates the
+continuous neuron with a fine step ``dt`` (the transfer target of a trained coarse network);
+the charge ``q`` delivered in a fine step is a constant current over it (or arrives at a
+uniformly random time in it), so it adds ``g q``, ``g = (tau/dt)(1 - exp(-dt/tau))`` (and a
+constant current over a window gives ``a v_0 + b x`` exactly for any ``dt``):
+
+    refractory:   ``v ← exp(-dt/tau) v`` (input ignored) while ``refractory_s > 0``; it
+                  decreases by ``dt``
+    otherwise:    ``v ← exp(-dt/tau) v + g q``
+    spike:        ``v >= 1`` → ``s = 1``, ``v ← 0`` (or ``v - 1``), ``refractory_s ← t_ref``
 
 Shapes: ``x``, ``q``, ``v``, ``s`` are ``(..., units)``.
 """
@@ -36,6 +51,7 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "THRESHOLD",
     "CoarseLIFParams",
     "ContinuousLIFParams",
     "ContinuousLIFState",
@@ -44,6 +60,7 @@ __all__ = [
     "continuous_lif_step",
     "heaviside_sigmoid",
     "refine_spike_train",
+    "synaptic_drive",
 ]
 
 THRESHOLD = 1.0
@@ -75,10 +92,12 @@ def heaviside_sigmoid(u: Tensor, beta: float = 5.0) -> Tensor:
 
 @dataclass(frozen=True)
 class CoarseLIFParams:
-    """``tau``: membrane time constant in coarse steps (> 0); ``beta``: surrogate sharpness."""
+    """``tau``: membrane time constant in coarse steps (> 0); ``beta``: surrogate sharpness;
+    ``detach_reset``: no gradient through the previous spike's reset."""
 
     tau: float = 2.0
     beta: float = 5.0
+    detach_reset: bool = False
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.tau) and self.tau > 0):
@@ -112,29 +131,34 @@ class LIFState:
 
 def coarse_lif_step(x: Tensor, state: LIFState, params: CoarseLIFParams) -> tuple[Tensor, LIFState]:
     """One coarse step; returns ``(s_t, LIFState(v_t, s_t))`` (see module docstring)."""
-    keep = 1.0 - state.s
-    v = keep * (params.a * state.v + params.b * x) + state.s * (params.c * x)
+    last = state.s.detach() if params.detach_reset else state.s
+    v = (1.0 - last) * (params.a * state.v + params.b * x) + last * (params.c * x)
     s = heaviside_sigmoid(v - THRESHOLD, params.beta)
     return s, LIFState(v=v, s=s)
 
 
 @dataclass(frozen=True)
 class ContinuousLIFParams:
-    """``tau``, ``dt_s``, ``refractory_s``, ``synapse_tau_s``, ``settle_s`` in coarse time units.
+    """The continuous-time LIF of a transfer; every time in coarse time units (one step = 1).
 
-    ``dt_s`` divides a unit.  ``settle_s``: how long a network keeps running with no input after
-    its input train ends, so that charge still in flight (pending synaptic current, one
-    ``~synapse_tau_s`` of latency per layer) reaches the output layer and is counted; a multiple
-    of ``dt_s``.  ``synapse_tau_s = 0``: delta synapses (a spike's charge arrives at
-    once); ``> 0``: exponential current synapses, a spike's charge ``q`` is delivered as the current
-    ``(q / tau_s) exp(-t / tau_s)`` (total ``q``), which averages excitation and inhibition that
-    arrive within ``~tau_s`` of each other, as the coarse model does within a step.
+    ``tau``: membrane time constant; ``dt_s``: fine step (``1/dt_s`` an integer);
+    ``refractory_s``: absolute refractory period after a spike (input ignored);
+    ``reset``: ``"zero"`` (``v ← 0``, the coarse model's assumption) or ``"subtract"``
+    (``v ← v - 1``); synapse kernel, at most one of: ``synapse_tau_s > 0``, exponential current
+    ``(q / tau_s) exp(-t / tau_s)``; ``synapse_window_s > 0``, a box current ``q / w`` for
+    ``w = synapse_window_s`` after the spike (a multiple of ``dt_s``): the charge of a spike is
+    spread uniformly over the following window, the paper's uniform-arrival assumption as a
+    current; both 0: delta synapses.  ``settle_s``: how long a network keeps running with no
+    input after its train ends, so that charge still in flight reaches the output layer and is
+    counted (a multiple of ``dt_s``).
     """
 
     tau: float = 2.0
     dt_s: float = 0.05
     refractory_s: float = 1.0
     synapse_tau_s: float = 0.0
+    synapse_window_s: float = 0.0
+    reset: str = "zero"
     settle_s: float = 0.0
 
     def __post_init__(self) -> None:
@@ -148,12 +172,17 @@ class ContinuousLIFParams:
             raise ValueError(f"refractory_s: expected >= 0, got {self.refractory_s}")
         if not (math.isfinite(self.synapse_tau_s) and self.synapse_tau_s >= 0):
             raise ValueError(f"synapse_tau_s: expected >= 0, got {self.synapse_tau_s}")
-        finite = math.isfinite(self.settle_s) and self.settle_s >= 0
-        if not (finite and abs(self.settle_s / self.dt_s - self.settle_steps) < 1e-9):
-            raise ValueError(
-                f"settle_s: expected a multiple of dt_s = {self.dt_s} that is >= 0, "
-                f"got {self.settle_s}"
-            )
+        if self.reset not in ("zero", "subtract"):
+            raise ValueError(f"reset: expected 'zero' or 'subtract', got {self.reset!r}")
+        for name in ("synapse_window_s", "settle_s"):
+            value = getattr(self, name)
+            steps = value / self.dt_s
+            if not (math.isfinite(value) and value >= 0 and abs(steps - round(steps)) < 1e-9):
+                raise ValueError(
+                    f"{name}: expected a multiple of dt_s = {self.dt_s} that is >= 0, got {value}"
+                )
+        if self.synapse_tau_s > 0 and self.synapse_window_s > 0:
+            raise ValueError("synapse_tau_s and synapse_window_s: expected at most one > 0")
 
     @property
     def substeps(self) -> int:
@@ -165,36 +194,63 @@ class ContinuousLIFParams:
         """Fine steps of zero input appended to a train, ``settle_s / dt_s``."""
         return round(self.settle_s / self.dt_s)
 
+    @property
+    def step_gain(self) -> float:
+        """Potential at the end of a fine step per unit of charge delivered in it at a constant
+        rate (or at a uniformly random time), ``(tau / dt) (1 - exp(-dt / tau))``."""
+        return self.tau / self.dt_s * -math.expm1(-self.dt_s / self.tau)
+
 
 @dataclass(frozen=True)
 class ContinuousLIFState:
-    """``v``: potential; ``refractory_s``: refractory time left; ``pending``: synaptic charge
-    not yet delivered (0 with delta synapses)."""
+    """``v``: potential; ``refractory_s``: refractory time left (coarse units)."""
 
     v: Tensor
     refractory_s: Tensor
-    pending: Tensor
+
+
+def synaptic_drive(charge: Tensor, params: ContinuousLIFParams) -> Tensor:
+    """Charge delivered to the membrane in each fine step, ``(N, ...)`` from the charge ``(N, ...)``
+    of the spikes arriving in each step (``W s``), by the synapse kernel of ``params``.
+
+    Exponential: a fraction ``1 - exp(-dt / tau_s)`` of the pending charge per step.  Box of
+    ``w = synapse_window_s``: ``d_k = (1 / m) Σ_{j < m} q_{k-j}``, ``m = w / dt``.  The total is
+    conserved once the train has ended (``settle_s`` long enough).
+    """
+    if params.synapse_window_s > 0:
+        width = round(params.synapse_window_s / params.dt_s)
+        drive = torch.zeros_like(charge)
+        for lag in range(min(width, charge.shape[0])):
+            drive[lag:] += charge[: charge.shape[0] - lag]
+        return drive / width
+    if params.synapse_tau_s > 0:
+        keep = math.exp(-params.dt_s / params.synapse_tau_s)
+        pending = torch.zeros_like(charge[0])
+        out = []
+        for q in charge:
+            pending = pending + q
+            out.append(pending * (1.0 - keep))
+            pending = pending * keep
+        return torch.stack(out)
+    return charge
 
 
 def continuous_lif_step(
-    charge: Tensor, state: ContinuousLIFState, params: ContinuousLIFParams
+    drive: Tensor, state: ContinuousLIFState, params: ContinuousLIFParams
 ) -> tuple[Tensor, ContinuousLIFState]:
-    """One fine step ``dt_s`` of the continuous-time LIF; returns ``(s, new_state)``.
+    """One fine step ``dt`` of the continuous-time LIF; returns ``(s, new_state)``.
 
-    ``charge``: the synaptic charge of the spikes arriving in this step (``W s``).
+    ``drive``: the charge delivered in this step (:func:`synaptic_drive`), integrated exactly as
+    a constant current over the step (see module docstring).
     """
-    pending = state.pending + charge
-    if params.synapse_tau_s > 0:
-        delivered = pending * (1.0 - math.exp(-params.dt_s / params.synapse_tau_s))
-    else:
-        delivered = pending
+    decay = math.exp(-params.dt_s / params.tau)
     active = state.refractory_s <= 1e-9 * params.dt_s
-    v = torch.where(active, math.exp(-params.dt_s / params.tau) * state.v + delivered, 0.0)
-    s = (v >= THRESHOLD).to(v.dtype)
-    v = v * (1.0 - s)
+    v = decay * state.v + torch.where(active, params.step_gain * drive, 0.0)
+    s = (active & (v >= THRESHOLD)).to(v.dtype)
+    v = v - s if params.reset == "subtract" else v * (1.0 - s)
     left = torch.where(active, 0.0, state.refractory_s - params.dt_s)
     left = torch.where(s > 0, params.refractory_s, left)
-    return s, ContinuousLIFState(v=v, refractory_s=left, pending=pending - delivered)
+    return s, ContinuousLIFState(v=v, refractory_s=left)
 
 
 def refine_spike_train(

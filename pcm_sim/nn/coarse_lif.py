@@ -3,8 +3,10 @@
 A layer is a synapse module (all-to-all :class:`AnalogLinear` or convolutional
 :class:`AnalogConv2d`, no bias, spikes in so no DAC) followed by coarse-scale LIF neurons
 (:func:`pcm_sim.functional.lif.coarse_lif_step`); max-pool layers take the maximum of binary
-spikes (an OR).  The whole input train is known before a layer runs, so every step's synaptic
-input ``x_t = W s^{in}_t`` goes through the crossbar in one call ``(T, B, ...)``.
+spikes (an OR), computed as ``H(max_pool(v) - 1)`` (the same values, since ``H`` is monotone) so
+that the surrogate gradient reaches the pooled neuron closest to threshold.  The whole input
+train is known before a layer runs, so every step's synaptic input ``x_t = W s^{in}_t`` goes
+through the crossbar in one call ``(T, B, ...)``.
 
 The same synapses also drive continuous-time LIF neurons
 (:func:`pcm_sim.functional.lif.continuous_lif_step`) on a fine time grid: the transfer of a
@@ -24,12 +26,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pcm_sim.functional.lif import (
+    THRESHOLD,
     CoarseLIFParams,
     ContinuousLIFParams,
     ContinuousLIFState,
     LIFState,
     coarse_lif_step,
     continuous_lif_step,
+    heaviside_sigmoid,
+    synaptic_drive,
 )
 from pcm_sim.nn.analog import AnalogLinear
 from pcm_sim.nn.conv import AnalogConv2d
@@ -52,12 +57,20 @@ class CoarseLIF(nn.Module):
         synapses: an :class:`AnalogLinear` or :class:`AnalogConv2d` (``binary_input=True``).
         tau: membrane time constant in coarse steps; beta: surrogate sharpness.
         pool: max-pool kernel (1 = none) applied to the spikes.
+        detach_reset: no gradient through the reset (:class:`CoarseLIFParams`).
     """
 
-    def __init__(self, synapses: nn.Module, tau: float = 2.0, beta: float = 5.0, pool: int = 1):
+    def __init__(
+        self,
+        synapses: nn.Module,
+        tau: float = 2.0,
+        beta: float = 5.0,
+        pool: int = 1,
+        detach_reset: bool = False,
+    ):
         super().__init__()
         self.synapses = synapses
-        self.params = CoarseLIFParams(tau=tau, beta=beta)
+        self.params = CoarseLIFParams(tau=tau, beta=beta, detach_reset=detach_reset)
         self.pool = pool
 
     def _pool(self, x: Tensor) -> Tensor:
@@ -76,19 +89,22 @@ class CoarseLIF(nn.Module):
             s, state = coarse_lif_step(drive[t], state, self.params)
             spikes.append(s)
             potentials.append(state.v)
-        return self._pool(torch.stack(spikes)), torch.stack(potentials)
+        v = torch.stack(potentials)
+        if self.pool == 1:
+            return torch.stack(spikes), v
+        return heaviside_sigmoid(self._pool(v) - THRESHOLD, self.params.beta), v
 
     @torch.no_grad()
     def forward_continuous(self, x: Tensor, params: ContinuousLIFParams) -> tuple[Tensor, Tensor]:
         """Continuous-time LIF on the fine grid: ``x`` ``(T*K, B, ...)`` fine-step spikes."""
         if abs(params.tau - self.params.tau) > 1e-12:
             raise ValueError(f"tau: the transfer keeps tau = {self.params.tau}, got {params.tau}")
-        charge = self.synapses(x)  # (T*K, B, ...): charge of each fine step
-        zeros = torch.zeros_like(charge[0])
-        state = ContinuousLIFState(v=zeros, refractory_s=zeros, pending=zeros)
+        drive = synaptic_drive(self.synapses(x), params)  # (T*K, B, ...) per fine step
+        zeros = torch.zeros_like(drive[0])
+        state = ContinuousLIFState(v=zeros, refractory_s=zeros)
         spikes, potentials = [], []
-        for k in range(charge.shape[0]):
-            s, state = continuous_lif_step(charge[k], state, params)
+        for k in range(drive.shape[0]):
+            s, state = continuous_lif_step(drive[k], state, params)
             spikes.append(s)
             potentials.append(state.v)
         return self._pool(torch.stack(spikes)), torch.stack(potentials)
@@ -142,19 +158,33 @@ class CoarseLIFConvNet(_CoarseNet):
         classes: int = 10,
         tau: float = 2.0,
         beta: float = 5.0,
+        detach_reset: bool = False,
     ) -> None:
         super().__init__()
         c1, c2 = channels
+        convs = [(1, c1), (c1, c2)]
         self.blocks = nn.ModuleList(
             [
-                CoarseLIF(
-                    AnalogConv2d(1, c1, 5, padding=2, bias=False, binary_input=True), tau, beta, 2
+                *(
+                    CoarseLIF(
+                        AnalogConv2d(a, b, 5, padding=2, bias=False, binary_input=True),
+                        tau,
+                        beta,
+                        2,
+                        detach_reset,
+                    )
+                    for a, b in convs
                 ),
-                CoarseLIF(
-                    AnalogConv2d(c1, c2, 5, padding=2, bias=False, binary_input=True), tau, beta, 2
+                *(
+                    CoarseLIF(
+                        AnalogLinear(a, b, bias=False, binary_input=True),
+                        tau,
+                        beta,
+                        1,
+                        detach_reset,
+                    )
+                    for a, b in [(49 * c2, hidden), (hidden, classes)]
                 ),
-                CoarseLIF(AnalogLinear(49 * c2, hidden, bias=False, binary_input=True), tau, beta),
-                CoarseLIF(AnalogLinear(hidden, classes, bias=False, binary_input=True), tau, beta),
             ]
         )
         self.flatten_after = 1

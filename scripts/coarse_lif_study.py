@@ -1,65 +1,68 @@
-"""Coarse-scale LIF network on Fashion-MNIST: accuracy, continuous-time transfer, PCM over drift.
+"""Coarse-scale LIF network on Fashion-MNIST: accuracy and transfer to continuous-time LIF.
 
-Uses the checkpoint of ``models/coarse_lif_fmnist.yaml`` (trains it first when ``--checkpoint``
-is absent and ``runs/coarse_lif_fmnist/model.pt`` does not exist), then reports:
+Loads ``--checkpoint`` (trains ``models/coarse_lif_fmnist.yaml`` there first when it does not
+exist), then:
 
-1. coarse-scale test accuracy with the recipe's ``T`` (4) and with 8-step trains;
-2. transfer to continuous-time LIF neurons (fine step ``dt_s``, exponential current synapses of
-   ``synapse_tau_s``, input spikes at random times within their windows), with the refractory
-   period and the quiet settling time after the input chosen on training images from
-   ``--refractory`` x ``--settle``, against the coarse model on the same test images and coarse
-   input spikes; and the
-   transfer loss as the input arrival times shrink from the whole window to its start
-   (``--jitter``: how precisely timed the input must be for the coarse model to hold);
-3. the coarse model on simulated PCM chips over drift time (and the continuous-time model on
-   PCM at one day).
+1. coarse-scale accuracy on the full test set with the recipe's ``T`` (4) and with 8-step trains;
+2. transfer candidates (``--candidates``, a JSON list of continuous-time settings, each with its
+   ``input_jitter``) on ``--select-images`` training images: coarse and continuous accuracy on the
+   same images and input spikes, the fraction of images where both predict the same class, and
+   the continuous / coarse spike count of every layer;
+3. the transfer with the recipe's continuous-time settings (``--settings`` replaces some) on the
+   first ``--images`` test images (both models, same images, same coarse input spikes), in
+   software and on ``--chips`` chips of ``--profile`` at ``--t-s`` seconds (first
+   ``--pcm-images``).
 
-Writes ``runs/coarse_lif_study/results.json``.
-Run: ``nice -n 10 .venv/bin/python scripts/coarse_lif_study.py``
+Writes ``--out`` (``results/coarse_lif/transfer.json``): ``coarse_accuracy``,
+``continuous_accuracy`` and ``images`` (software, paired), the PCM rows, the candidates, the
+settings and the command.
+Run: ``OMP_NUM_THREADS=1 python scripts/coarse_lif_study.py --checkpoint runs/X/model.pt``
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import itertools
 import json
+import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from pcm_sim.evaluation import DEFAULT_TIMES, evaluate_on_chips
-from pcm_sim.families import FAMILIES
-from pcm_sim.families.coarse_lif import score_split
+from pcm_sim.evaluation import evaluate_on_chips
+from pcm_sim.families.coarse_lif import continuous_params, image_spikes, score_split
+from pcm_sim.families.data import image_split
+from pcm_sim.functional.lif import refine_spike_train
+from pcm_sim.nn.coarse_lif import CoarseLIF, CoarseLIFConvNet, spike_count_logits
+from pcm_sim.seeds import EVAL_INPUT_SEED
 from pcm_sim.training.checkpoint import load_checkpoint, train_recipe
+
+CHUNK = 50
+"""Images per continuous-time batch (bounds memory)."""
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--checkpoint", default="runs/coarse_lif_fmnist/model.pt")
-parser.add_argument("--transfer-limit", type=int, default=2000, help="test images for transfer")
-parser.add_argument("--dt", type=float, nargs="+", default=[0.1, 0.05], help="fine steps")
+parser.add_argument("--images", type=int, default=1000, help="test images for the transfer")
+parser.add_argument("--select-images", type=int, default=500, help="training images, candidates")
+parser.add_argument("--candidates", default="[]", help="JSON list of continuous-time settings")
 parser.add_argument(
-    "--jitter",
-    type=float,
-    nargs="+",
-    default=[1.0, 0.5, 0.2, 0.0],
-    help="input arrival spread (fraction of a window) for the transfer at the first --dt",
+    "--settings", default="{}", help="JSON continuous-time settings replacing the recipe's"
 )
-parser.add_argument(
-    "--refractory", type=float, nargs="+", default=[0.25, 0.5, 1.0], help="refractory periods"
-)
-parser.add_argument(
-    "--settle", type=float, nargs="+", default=[0.0, 2.0], help="quiet time after the input"
-)
-parser.add_argument("--select-limit", type=int, default=500, help="training images to choose on")
+parser.add_argument("--pcm-images", type=int, default=None, help="test images on chips")
 parser.add_argument("--profile", default="pcm_nandakumar2019")
+parser.add_argument("--t-s", type=float, default=86_400.0, help="drift time on chips (s)")
 parser.add_argument("--chips", type=int, default=3)
-parser.add_argument("--pcm-limit", type=int, default=2000, help="test images on chips")
 parser.add_argument(
-    "--synapse-tau", type=float, default=None, help="override the recipe's synapse_tau_s"
+    "--parts",
+    nargs="+",
+    default=["full", "candidates", "software", "pcm"],
+    choices=["full", "candidates", "software", "pcm"],
+    help="parts to run; their keys replace those of an existing --out (parts can run apart)",
 )
-parser.add_argument("--out", default="runs/coarse_lif_study")
+parser.add_argument("--out", default="results/coarse_lif/transfer.json")
 args = parser.parse_args()
 
 torch.set_num_threads(1)
@@ -68,122 +71,138 @@ path = Path(args.checkpoint)
 if not path.exists():
     path = train_recipe("coarse_lif_fmnist", path.parent)
 model, payload = load_checkpoint(path)
+assert isinstance(model, CoarseLIFConvNet)
+net: CoarseLIFConvNet = model
+net.eval()
 recipe = payload["recipe"]
-if args.synapse_tau is not None:
-    recipe["model"]["synapse_tau_s"] = args.synapse_tau
-family = FAMILIES[recipe["family"]]
-seed = int(recipe["training"].get("seed", 0))
+CONTINUOUS_KEYS = ("refractory_s", "synapse_tau_s", "synapse_window_s", "reset", "settle_s")
 
 
-def score(mode: str, rec: dict[str, Any], limit: int | None, split: str = "test") -> float:
-    """Accuracy on ``split`` with the fixed input-encoding seed (paired across modes)."""
-    gen = torch.Generator().manual_seed(seed + 1)
-    model.eval()
+def with_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """The recipe with continuous-time ``settings`` (model fields, ``dt_s``, ``input_jitter``)."""
+    trial = copy.deepcopy(recipe)
+    for key, value in settings.items():
+        section = "data" if key in ("dt_s", "input_jitter") else "model"
+        trial[section][key] = value
+    return trial
+
+
+def paired(rec: dict[str, Any], limit: int | None, mode: str, split: str = "test") -> float:
+    """Accuracy with the study's input-encoding seed (the same spikes in every mode)."""
+    gen = torch.Generator().manual_seed(EVAL_INPUT_SEED)
     with torch.no_grad():
         return score_split(model, rec, gen, mode, limit, split)["accuracy"]
 
 
+@torch.no_grad()
+def compare(rec: dict[str, Any], limit: int) -> dict[str, Any]:
+    """Coarse vs continuous on ``limit`` training images: accuracies, agreement, spike ratios."""
+    images, labels = image_split(rec, "train", limit)
+    gen = torch.Generator().manual_seed(EVAL_INPUT_SEED)
+    timing = torch.Generator().manual_seed(EVAL_INPUT_SEED + 1)
+    params = continuous_params(rec)
+    jitter = float(rec["data"].get("input_jitter", 1.0))
+    steps = int(rec["data"]["steps"])
+    coarse_pred: list[torch.Tensor] = []
+    cont_pred: list[torch.Tensor] = []
+    blocks = list(net.blocks)
+    counts = torch.zeros(2, len(blocks), dtype=torch.float64)
+    for first in range(0, len(images), CHUNK):
+        spikes = image_spikes(images[first : first + CHUNK], steps, gen)
+        fine = refine_spike_train(spikes, params.substeps, timing, jitter)
+        fine = torch.cat([fine, fine.new_zeros(params.settle_steps, *fine.shape[1:])])
+        for row, x in enumerate((spikes, fine)):
+            v = x
+            for index, block in enumerate(blocks):
+                assert isinstance(block, CoarseLIF)
+                x, v = block(x) if row == 0 else block.forward_continuous(x, params)
+                counts[row, index] += float(x.sum())
+                if index == net.flatten_after:
+                    x = x.flatten(start_dim=2)
+            (coarse_pred, cont_pred)[row].append(spike_count_logits(x, v).argmax(-1))
+    coarse, cont = torch.cat(coarse_pred), torch.cat(cont_pred)
+    return {
+        "coarse_accuracy": float((coarse == labels).double().mean()),
+        "continuous_accuracy": float((cont == labels).double().mean()),
+        "agreement": float((coarse == cont).double().mean()),
+        "spike_ratio_per_layer": (counts[1] / counts[0]).tolist(),
+    }
+
+
+def settings_of(rec: dict[str, Any]) -> dict[str, Any]:
+    """The continuous-time settings a recipe carries (with their defaults)."""
+    params = continuous_params(rec)
+    return {
+        "tau": params.tau,
+        "dt_s": params.dt_s,
+        "input_jitter": float(rec["data"].get("input_jitter", 1.0)),
+        **{key: getattr(params, key) for key in (*CONTINUOUS_KEYS, "refractory_pool")},
+    }
+
+
 results: dict[str, Any] = {
+    "command": "python " + " ".join(sys.argv),
     "checkpoint": str(path),
+    "recipe_model": recipe["model"],
+    "recipe_data": recipe["data"],
+    "recipe_training": recipe["training"],
     "history": payload["history"],
     "train_seconds": payload.get("train_seconds"),
 }
-steps = int(recipe["data"]["steps"])
-eight = copy.deepcopy(recipe)
-eight["data"]["steps"] = 8
-results["coarse"] = {
-    f"accuracy_T{steps}": score("default", recipe, None),
-    "accuracy_T8": score("default", eight, None),
-}
-print(f"coarse: {results['coarse']}", flush=True)
+if "full" in args.parts:
+    eight = copy.deepcopy(recipe)
+    eight["data"]["steps"] = 8
+    results["coarse_full_test"] = {
+        "images": 10_000,
+        f"accuracy_T{recipe['data']['steps']}": paired(recipe, None, "default"),
+        "accuracy_T8": paired(eight, None, "default"),
+    }
+    print(f"coarse, full test set: {results['coarse_full_test']}", flush=True)
 
-selection = []
-for refractory, settle in itertools.product(args.refractory, args.settle):
-    trial = copy.deepcopy(recipe)
-    trial["data"]["dt_s"] = args.dt[0]
-    trial["model"].update(refractory_s=refractory, settle_s=settle)
-    acc = score("continuous", trial, args.select_limit, "train")
-    selection.append({"refractory_s": refractory, "settle_s": settle, "train_accuracy": acc})
-    print(f"transfer on training images: {selection[-1]}", flush=True)
-best = max(selection, key=lambda row: row["train_accuracy"])
-recipe["model"].update(refractory_s=best["refractory_s"], settle_s=best["settle_s"])
-results["transfer_selection"] = {
-    "train_images": args.select_limit,
-    "dt_s": args.dt[0],
-    "coarse_train_accuracy": score("default", recipe, args.select_limit, "train"),
-    "rows": selection,
-    "chosen": best,
-}
-
-transfer = []
-coarse_subset = score("default", recipe, args.transfer_limit)
-for dt in args.dt:
-    fine = copy.deepcopy(recipe)
-    fine["data"]["dt_s"] = dt
+candidates = []
+for settings in json.loads(args.candidates) if "candidates" in args.parts else []:
+    trial = with_settings(settings)
     t0 = time.perf_counter()
-    acc = score("continuous", fine, args.transfer_limit)
-    transfer.append(
-        {
-            "dt_s": dt,
-            "continuous_accuracy": acc,
-            "coarse_accuracy_same_images": coarse_subset,
-            "loss_pp": 100.0 * (coarse_subset - acc),
-            "seconds": time.perf_counter() - t0,
-        }
-    )
-    print(f"transfer dt={dt}: {transfer[-1]}", flush=True)
-results["transfer"] = {"images": args.transfer_limit, "rows": transfer}
+    row = {"settings": settings_of(trial), **compare(trial, args.select_images)}
+    row["gap_pp"] = 100.0 * (row["coarse_accuracy"] - row["continuous_accuracy"])
+    row["seconds"] = time.perf_counter() - t0
+    candidates.append(row)
+    print(f"candidate {settings}: {json.dumps(row)}", flush=True)
+if candidates:
+    results["candidates"] = {"train_images": args.select_images, "rows": candidates}
 
-jitter_rows = []
-for jitter in args.jitter:
-    spread = copy.deepcopy(recipe)
-    spread["data"]["dt_s"] = args.dt[0]
-    spread["data"]["input_jitter"] = jitter
-    acc = score("continuous", spread, args.transfer_limit)
-    jitter_rows.append(
-        {
-            "dt_s": args.dt[0],
-            "input_jitter": jitter,
-            "continuous_accuracy": acc,
-            "loss_pp": 100.0 * (coarse_subset - acc),
-        }
+recipe = with_settings(json.loads(args.settings))
+results["settings"] = settings_of(recipe)
+results["images"] = args.images
+if "software" in args.parts:
+    results["coarse_accuracy"] = paired(recipe, args.images, "default")
+    results["continuous_accuracy"] = paired(recipe, args.images, "continuous")
+    results["gap_pp"] = 100.0 * (results["coarse_accuracy"] - results["continuous_accuracy"])
+    print(
+        f"software, {args.images} test images: coarse {results['coarse_accuracy']:.4f}, "
+        f"continuous {results['continuous_accuracy']:.4f}",
+        flush=True,
     )
-    print(f"transfer jitter={jitter}: {jitter_rows[-1]}", flush=True)
-results["transfer_vs_input_jitter"] = jitter_rows
 
-results["pcm"] = evaluate_on_chips(
-    model,
-    recipe,
-    args.profile,
-    list(DEFAULT_TIMES),
-    args.chips,
-    seed=seed + 1,
-    limit=args.pcm_limit,
-    log=lambda line: print(line, flush=True),
-)
-results["pcm_continuous_1day"] = evaluate_on_chips(
-    model,
-    recipe,
-    args.profile,
-    [86_400.0],
-    args.chips,
-    "continuous",
-    seed=seed + 1,
-    limit=min(args.pcm_limit, 500),
-)
-results["pcm_coarse_same_images_as_continuous"] = evaluate_on_chips(
-    model,
-    recipe,
-    args.profile,
-    [86_400.0],
-    args.chips,
-    seed=seed + 1,
-    limit=min(args.pcm_limit, 500),
-)
-for row in results["pcm"]["rows"]:
-    print(f"{args.profile} {row['label']}: {row['mean']:.4f} ± {row['std']:.4f}", flush=True)
-results["total_seconds"] = time.perf_counter() - start
+if "pcm" in args.parts:
+    on_chip = args.pcm_images or args.images
+    pcm: dict[str, Any] = {"profile": args.profile, "t_s": args.t_s, "images": on_chip}
+    for mode, key in (("default", "coarse"), ("continuous", "continuous")):
+        row = evaluate_on_chips(
+            model, recipe, args.profile, [args.t_s], args.chips, mode, seed=0, limit=on_chip
+        )["rows"][0]
+        pcm[key] = {"mean": row["mean"], "std": row["std"], "per_chip": row["per_chip"]}
+        print(f"{args.profile} {key}: {pcm[key]}", flush=True)
+    gaps = [
+        100.0 * (a - b)
+        for a, b in zip(pcm["coarse"]["per_chip"], pcm["continuous"]["per_chip"], strict=True)
+    ]
+    pcm["gap_pp"] = {"mean": statistics.fmean(gaps), "per_chip": gaps}
+    results["pcm"] = pcm
+results[f"seconds_{'_'.join(args.parts)}"] = time.perf_counter() - start
 out = Path(args.out)
-out.mkdir(parents=True, exist_ok=True)
-(out / "results.json").write_text(json.dumps(results, indent=2))
-print(f"wrote {out / 'results.json'}")
+out.parent.mkdir(parents=True, exist_ok=True)
+previous = json.loads(out.read_text()) if out.exists() else {}
+previous.setdefault("commands", []).append(results.pop("command"))
+out.write_text(json.dumps({**previous, **results}, indent=2))
+print(f"wrote {out}")

@@ -22,10 +22,13 @@ from pcm_sim.functional.lif import (
     LIFState,
     coarse_lif_step,
     continuous_lif_step,
+    refine_spike_train,
+    refractory_gate,
     synaptic_drive,
 )
 from pcm_sim.nn.analog import AnalogLinear
-from pcm_sim.nn.coarse_lif import CoarseLIF, CoarseLIFMLP
+from pcm_sim.nn.coarse_lif import CoarseLIF, CoarseLIFConvNet, CoarseLIFMLP
+from pcm_sim.nn.conv import AnalogConv2d
 
 F64 = torch.float64
 
@@ -149,3 +152,53 @@ def test_layer_fires_like_the_coarse_layer_in_the_limit() -> None:
     scattered = torch.zeros(k, 8, 300, dtype=F64).scatter_(0, slot[None], spikes)
     deltas, _ = layer.forward_continuous(scattered, ContinuousLIFParams(tau=6.0, dt_s=1.0 / k))
     assert int((deltas.sum(0) != coarse[0]).sum()) > 10
+
+
+def test_refractory_gate_hand_sequence() -> None:
+    # dt = 0.5, refractory 1 (two fine steps): spikes at steps 0, 1, 3, 5 -> 0 passes, 1 is
+    # blocked (1.0 left), 3 passes (0 left), 5 is blocked (0.5 left)
+    spikes = torch.tensor([1.0, 1.0, 0.0, 1.0, 0.0, 1.0]).reshape(6, 1)
+    assert refractory_gate(spikes, 0.5).flatten().tolist() == [1.0, 0.0, 0.0, 1.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize("gate", [True, False])
+def test_pooled_layer_fires_like_the_coarse_or_only_with_a_refractory_pool(gate: bool) -> None:
+    """Conv layer with 2x2 max-pool, one window of spread input: the four neurons of a pool cross
+    threshold at different times; a pool unit that is refractory for one window passes one spike
+    per window like the coarse OR; without it (negative control) it passes several."""
+    gen = torch.Generator().manual_seed(1)
+    torch.manual_seed(1)
+    conv = AnalogConv2d(2, 4, 3, padding=1, bias=False, binary_input=True).double()
+    with torch.no_grad():
+        conv.linear.weight.copy_(0.6 * torch.randn(4, 18, generator=gen, dtype=F64))
+    layer = CoarseLIF(conv, tau=6.0, pool=2)
+    spikes = (torch.rand(1, 4, 2, 8, 8, generator=gen) < 0.5).to(F64)  # (T = 1, B, C, H, W)
+    coarse, _ = layer(spikes)
+    k = 10
+    fine = torch.zeros(k, 4, 2, 8, 8, dtype=F64)
+    fine[0] = spikes[0]
+    params = ContinuousLIFParams(tau=6.0, dt_s=1.0 / k, synapse_window_s=1.0, refractory_pool=gate)
+    continuous, _ = layer.forward_continuous(fine, params)
+    assert 0.1 < float(coarse.detach().mean()) < 0.9
+    assert torch.equal(continuous.sum(0), coarse[0].detach()) == gate
+
+
+def test_straight_through_counts_are_the_continuous_ones() -> None:
+    """Fine-tuning for the transfer: the forward values are the continuous network's spike
+    counts, the gradient comes from the coarse layers."""
+    gen = torch.Generator().manual_seed(2)
+    torch.manual_seed(2)
+    net = CoarseLIFConvNet((4, 6), 16, 10, tau=6.0)
+    spikes = (torch.rand(4, 3, 1, 28, 28, generator=gen) < 0.4).float()
+    params = ContinuousLIFParams(tau=6.0, dt_s=0.25, synapse_window_s=1.0, settle_s=2.0)
+    fine = refine_spike_train(spikes, params.substeps, gen, jitter=0.0)
+    hybrid = net.forward_straight_through(spikes, fine, params)
+    assert torch.equal(hybrid.detach().round(), net.forward_continuous(fine, params).round())
+    hybrid.sum().backward()
+    grads = [p.grad for p in net.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert any(g is not None and g.abs().sum() > 0 for g in grads)
+    with pytest.raises(ValueError, match="settle_s"):
+        net.forward_straight_through(
+            spikes, fine, ContinuousLIFParams(tau=6.0, dt_s=0.25, settle_s=0.5)
+        )

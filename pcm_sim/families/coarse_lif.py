@@ -9,10 +9,12 @@ with the surrogate gradient ``beta σ(beta(v-1))(1 - σ(beta(v-1)))``, cross-ent
 
 Evaluation modes: ``default`` runs the coarse-scale model; ``continuous`` runs the same synapses
 with continuous-time LIF neurons on a fine grid of ``dt_s`` (each input spike placed at a
-uniformly random fine step of its window, or of its first ``data.input_jitter`` fraction;
-refractory period ``model.refractory_s``; the network then runs ``model.settle_s`` with no input
-and its output spikes are counted over the whole run), from the same coarse input spikes as
-``default`` for a given generator.
+uniformly random fine step of the first ``data.input_jitter`` fraction of its window, 0: at its
+start; refractory period ``model.refractory_s``, reset ``model.reset``; synapse kernel
+``model.synapse_tau_s`` or ``model.synapse_window_s``; max-pool units refractory for a window
+with ``model.refractory_pool``; the network then runs ``model.settle_s`` with no input and its
+output spikes are counted over the whole run), from the same coarse input spikes as ``default``
+for a given generator (:func:`continuous_params`).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from pcm_sim.nn.coarse_lif import CoarseLIFConvNet
 from pcm_sim.seeds import timing_generator
 from pcm_sim.training.batches import SampleData, cross_entropy
 
-__all__ = ["COARSE_LIF_FASHION", "image_spikes", "score_split"]
+__all__ = ["COARSE_LIF_FASHION", "continuous_params", "image_spikes", "score_split"]
 
 IMAGE_SHAPE = (1, 28, 28)
 CONTINUOUS_CHUNK = 50
@@ -54,6 +56,7 @@ SCHEMA: RecipeSchema = {
         "synapse_tau_s": Field("float", 0.0, 1e3),
         "synapse_window_s": Field("float", 0.0, 1e3),
         "reset": Field("str", choices=("zero", "subtract")),
+        "refractory_pool": Field("bool"),
         "settle_s": Field("float", 0.0, 1e4),
     },
     "data": {
@@ -96,6 +99,21 @@ def training_data(recipe: Recipe) -> SampleData:
     return SampleData(images, labels, batch, objective, lambda x, g: image_spikes(x, steps, g))
 
 
+def continuous_params(recipe: Recipe) -> ContinuousLIFParams:
+    """The continuous-time LIF of the recipe's transfer (``model`` fields and ``data.dt_s``)."""
+    m = recipe["model"]
+    return ContinuousLIFParams(
+        tau=float(m.get("tau", 2.0)),
+        dt_s=float(recipe["data"].get("dt_s", 0.05)),
+        refractory_s=float(m.get("refractory_s", 1.0)),
+        synapse_tau_s=float(m.get("synapse_tau_s", 0.0)),
+        synapse_window_s=float(m.get("synapse_window_s", 0.0)),
+        reset=str(m.get("reset", "zero")),
+        settle_s=float(m.get("settle_s", 0.0)),
+        refractory_pool=bool(m.get("refractory_pool", True)),
+    )
+
+
 def score_split(
     model: nn.Module,
     recipe: Recipe,
@@ -107,18 +125,9 @@ def score_split(
     """Accuracy on ``split`` (``test``; ``train`` to choose transfer settings) in ``mode``."""
     assert isinstance(model, CoarseLIFConvNet)
     images, labels = image_split(recipe, split, limit)
-    m, data = recipe["model"], recipe["data"]
-    steps = int(data["steps"])
-    params = ContinuousLIFParams(
-        tau=float(m.get("tau", 2.0)),
-        dt_s=float(data.get("dt_s", 0.05)),
-        refractory_s=float(m.get("refractory_s", 1.0)),
-        synapse_tau_s=float(m.get("synapse_tau_s", 0.0)),
-        synapse_window_s=float(m.get("synapse_window_s", 0.0)),
-        reset=str(m.get("reset", "zero")),
-        settle_s=float(m.get("settle_s", 0.0)),
-    )
-    jitter = float(data.get("input_jitter", 1.0))
+    steps = int(recipe["data"]["steps"])
+    params = continuous_params(recipe)
+    jitter = float(recipe["data"].get("input_jitter", 1.0))
     timing = timing_generator(generator)
 
     def predict(x: Tensor) -> Tensor:

@@ -60,6 +60,7 @@ __all__ = [
     "continuous_lif_step",
     "heaviside_sigmoid",
     "refine_spike_train",
+    "refractory_gate",
     "synaptic_drive",
 ]
 
@@ -150,7 +151,9 @@ class ContinuousLIFParams:
     spread uniformly over the following window, the paper's uniform-arrival assumption as a
     current; both 0: delta synapses.  ``settle_s``: how long a network keeps running with no
     input after its train ends, so that charge still in flight reaches the output layer and is
-    counted (a multiple of ``dt_s``).
+    counted (a multiple of ``dt_s``).  ``refractory_pool``: a max-pool unit passes the first spike
+    of its inputs and is then refractory for one window (:func:`refractory_gate`), as the coarse
+    OR of a window passes one spike; otherwise every input spike passes.
     """
 
     tau: float = 2.0
@@ -160,6 +163,7 @@ class ContinuousLIFParams:
     synapse_window_s: float = 0.0
     reset: str = "zero"
     settle_s: float = 0.0
+    refractory_pool: bool = True
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.tau) and self.tau > 0):
@@ -251,6 +255,19 @@ def continuous_lif_step(
     left = torch.where(active, 0.0, state.refractory_s - params.dt_s)
     left = torch.where(s > 0, params.refractory_s, left)
     return s, ContinuousLIFState(v=v, refractory_s=left)
+
+
+def refractory_gate(spikes: Tensor, dt_s: float, refractory_s: float = 1.0) -> Tensor:
+    """Pass a spike of ``spikes`` ``(N, ...)`` (fine steps of ``dt_s``) unless one passed less
+    than ``refractory_s`` before: ``o_k = s_k [r_k <= 0]``, ``r_{k+1} = refractory_s`` if
+    ``o_k`` else ``r_k - dt``.  With one window (1), at most one spike per window passes."""
+    left = torch.zeros_like(spikes[0])
+    out = []
+    for s in spikes:
+        passed = s * (left <= 1e-9 * dt_s).to(s.dtype)
+        left = torch.where(passed > 0, refractory_s, left - dt_s)
+        out.append(passed)
+    return torch.stack(out)
 
 
 def refine_spike_train(

@@ -10,7 +10,12 @@ through the crossbar in one call ``(T, B, ...)``.
 
 The same synapses also drive continuous-time LIF neurons
 (:func:`pcm_sim.functional.lif.continuous_lif_step`) on a fine time grid: the transfer of a
-trained coarse network, with each input spike at a uniformly random time of its window.
+trained coarse network.  Input spikes are placed in their windows (at the start, or at uniformly
+random times), every synapse delivers its charge by the kernel of
+:func:`~pcm_sim.functional.lif.synaptic_drive`, and a max-pool unit passes at most one spike per
+window (:func:`~pcm_sim.functional.lif.refractory_gate`), as the coarse OR does.
+:meth:`_CoarseNet.forward_straight_through` runs the continuous network forward and takes its
+gradient from the coarse one (fine-tuning for the transfer).
 
 Readout: the spike counts ``C_k = Σ_t s_k,t`` of the output layer; ties between counts are broken
 by the output layer's mean membrane potential, ``logits = C + 0.04 tanh(mean_t v_t)``
@@ -34,6 +39,7 @@ from pcm_sim.functional.lif import (
     coarse_lif_step,
     continuous_lif_step,
     heaviside_sigmoid,
+    refractory_gate,
     synaptic_drive,
 )
 from pcm_sim.nn.analog import AnalogLinear
@@ -94,12 +100,23 @@ class CoarseLIF(nn.Module):
             return torch.stack(spikes), v
         return heaviside_sigmoid(self._pool(v) - THRESHOLD, self.params.beta), v
 
+    def _event_driven(self, x: Tensor) -> Tensor:
+        """``W x`` of ``(N, B, ...)`` spikes, read only for the (fine step, sample) frames with a
+        spike: a frame without one has no charge and, on a chip, no read."""
+        frames = x.reshape(-1, *x.shape[2:])
+        active = frames.flatten(start_dim=1).any(dim=1)
+        active[0] = True  # at least one read, for the output shape
+        charge = self.synapses(frames[active].unsqueeze(0)).squeeze(0)
+        out = charge.new_zeros(frames.shape[0], *charge.shape[1:])
+        out[active] = charge
+        return out.reshape(*x.shape[:2], *charge.shape[1:])
+
     @torch.no_grad()
     def forward_continuous(self, x: Tensor, params: ContinuousLIFParams) -> tuple[Tensor, Tensor]:
         """Continuous-time LIF on the fine grid: ``x`` ``(T*K, B, ...)`` fine-step spikes."""
         if abs(params.tau - self.params.tau) > 1e-12:
             raise ValueError(f"tau: the transfer keeps tau = {self.params.tau}, got {params.tau}")
-        drive = synaptic_drive(self.synapses(x), params)  # (T*K, B, ...) per fine step
+        drive = synaptic_drive(self._event_driven(x), params)  # (T*K, B, ...) per fine step
         zeros = torch.zeros_like(drive[0])
         state = ContinuousLIFState(v=zeros, refractory_s=zeros)
         spikes, potentials = [], []
@@ -107,7 +124,11 @@ class CoarseLIF(nn.Module):
             s, state = continuous_lif_step(drive[k], state, params)
             spikes.append(s)
             potentials.append(state.v)
-        return self._pool(torch.stack(spikes)), torch.stack(potentials)
+        out = torch.stack(spikes)
+        if self.pool > 1:
+            out = self._pool(out)
+            out = refractory_gate(out, params.dt_s) if params.refractory_pool else out
+        return out, torch.stack(potentials)
 
 
 class _CoarseNet(nn.Module):
@@ -142,6 +163,38 @@ class _CoarseNet(nn.Module):
         quiet = fine_spikes.new_zeros(params.settle_steps, *fine_spikes.shape[1:])
         spikes, potentials = self._layers(torch.cat([fine_spikes, quiet]), params)
         return spike_count_logits(spikes, potentials)
+
+    def forward_straight_through(
+        self, spikes: Tensor, fine_spikes: Tensor, params: ContinuousLIFParams
+    ) -> Tensor:
+        """Continuous-time values, coarse-scale gradients (fine-tuning for the transfer).
+
+        ``spikes`` ``(T, B, ...)`` and their placement ``fine_spikes`` ``(T*K, B, ...)``.  Every
+        layer runs in continuous time (no gradient) on the previous layer's continuous spikes;
+        its spike counts per window ``n_t`` replace the coarse layer's spikes ``s_t`` in the
+        forward pass, ``s_t + (n_t - s_t).detach()``, and the coarse layer, run on the previous
+        layer's counts, carries the gradient.  ``settle_s`` must be whole windows; the coarse
+        layers run on them with the counts they receive.
+        """
+        k = params.substeps
+        fine = torch.cat(
+            [fine_spikes, fine_spikes.new_zeros(params.settle_steps, *spikes.shape[1:])]
+        )
+        windows = fine.shape[0] // k
+        if windows * k != fine.shape[0]:
+            raise ValueError(f"settle_s: expected whole windows, got {params.settle_s}")
+        x = torch.cat([spikes, spikes.new_zeros(windows - spikes.shape[0], *spikes.shape[1:])])
+        v = x
+        for index, block in enumerate(self.blocks):
+            assert isinstance(block, CoarseLIF)
+            with torch.no_grad():
+                fine, _ = block.forward_continuous(fine, params)
+            counts = fine.reshape(windows, k, *fine.shape[1:]).sum(dim=1)
+            s, v = block(x)
+            x = s + (counts - s).detach()
+            if index == self.flatten_after:
+                x, fine = x.flatten(start_dim=2), fine.flatten(start_dim=2)
+        return spike_count_logits(x, v)
 
 
 class CoarseLIFConvNet(_CoarseNet):

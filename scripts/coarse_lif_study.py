@@ -55,6 +55,7 @@ parser.add_argument("--pcm-images", type=int, default=None, help="test images on
 parser.add_argument("--profile", default="pcm_nandakumar2019")
 parser.add_argument("--t-s", type=float, default=86_400.0, help="drift time on chips (s)")
 parser.add_argument("--chips", type=int, default=3)
+parser.add_argument("--chip-seed", type=int, default=0, help="first chip (parts run apart)")
 parser.add_argument(
     "--parts",
     nargs="+",
@@ -184,25 +185,33 @@ if "software" in args.parts:
         flush=True,
     )
 
+chips: dict[str, dict[str, float]] = {}
 if "pcm" in args.parts:
     on_chip = args.pcm_images or args.images
-    pcm: dict[str, Any] = {"profile": args.profile, "t_s": args.t_s, "images": on_chip}
-    for mode, key in (("default", "coarse"), ("continuous", "continuous")):
-        row = evaluate_on_chips(
-            model, recipe, args.profile, [args.t_s], args.chips, mode, seed=0, limit=on_chip
-        )["rows"][0]
-        pcm[key] = {"mean": row["mean"], "std": row["std"], "per_chip": row["per_chip"]}
-        print(f"{args.profile} {key}: {pcm[key]}", flush=True)
-    gaps = [
-        100.0 * (a - b)
-        for a, b in zip(pcm["coarse"]["per_chip"], pcm["continuous"]["per_chip"], strict=True)
-    ]
-    pcm["gap_pp"] = {"mean": statistics.fmean(gaps), "per_chip": gaps}
-    results["pcm"] = pcm
+    for chip in range(args.chip_seed, args.chip_seed + args.chips):
+        chips[str(chip)] = {
+            key: evaluate_on_chips(
+                model, recipe, args.profile, [args.t_s], 1, mode, seed=chip, limit=on_chip
+            )["rows"][0]["mean"]
+            for mode, key in (("default", "coarse"), ("continuous", "continuous"))
+        }
+        print(f"{args.profile} chip {chip}: {chips[str(chip)]}", flush=True)
 results[f"seconds_{'_'.join(args.parts)}"] = time.perf_counter() - start
 out = Path(args.out)
 out.parent.mkdir(parents=True, exist_ok=True)
 previous = json.loads(out.read_text()) if out.exists() else {}
 previous.setdefault("commands", []).append(results.pop("command"))
-out.write_text(json.dumps({**previous, **results}, indent=2))
+merged = {**previous, **results, "pcm_chips": {**previous.get("pcm_chips", {}), **chips}}
+if merged["pcm_chips"]:
+    per_chip = list(merged["pcm_chips"].values())
+    summary: dict[str, Any] = {"profile": args.profile, "t_s": args.t_s, "chips": len(per_chip)}
+    summary["images"] = args.pcm_images or args.images
+    for key in ("coarse", "continuous"):
+        values = [row[key] for row in per_chip]
+        spread = statistics.stdev(values) if len(values) > 1 else 0.0
+        summary[key] = {"mean": statistics.fmean(values), "std": spread}
+    gaps = [100.0 * (row["coarse"] - row["continuous"]) for row in per_chip]
+    summary["gap_pp"] = {"mean": statistics.fmean(gaps), "per_chip": gaps}
+    merged["pcm"] = summary
+out.write_text(json.dumps(merged, indent=2))
 print(f"wrote {out}")

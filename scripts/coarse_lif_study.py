@@ -13,6 +13,9 @@ exist), then:
    software and on ``--chips`` chips of ``--profile`` at ``--t-s`` seconds (first
    ``--pcm-images``).
 
+``--finetune-batches`` first fine-tunes the network with the continuous model in the loop
+(straight-through, with the recipe's continuous settings) and saves it to ``--finetune-out``.
+
 Writes ``--out`` (``results/coarse_lif/transfer.json``): ``coarse_accuracy``,
 ``continuous_accuracy`` and ``images`` (software, paired), the PCM rows, the candidates, the
 settings and the command.
@@ -31,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from pcm_sim.evaluation import evaluate_on_chips
 from pcm_sim.families.coarse_lif import continuous_params, image_spikes, score_split
@@ -38,7 +42,7 @@ from pcm_sim.families.data import image_split
 from pcm_sim.functional.lif import refine_spike_train
 from pcm_sim.nn.coarse_lif import CoarseLIF, CoarseLIFConvNet, spike_count_logits
 from pcm_sim.seeds import EVAL_INPUT_SEED
-from pcm_sim.training.checkpoint import load_checkpoint, train_recipe
+from pcm_sim.training.checkpoint import load_checkpoint, save_checkpoint, train_recipe
 
 CHUNK = 50
 """Images per continuous-time batch (bounds memory)."""
@@ -63,6 +67,14 @@ parser.add_argument(
     choices=["full", "candidates", "software", "pcm"],
     help="parts to run; their keys replace those of an existing --out (parts can run apart)",
 )
+parser.add_argument(
+    "--finetune-batches",
+    type=int,
+    default=0,
+    help="straight-through fine-tuning batches (of 32) before the parts run",
+)
+parser.add_argument("--finetune-lr", type=float, default=2e-4)
+parser.add_argument("--finetune-out", default="runs/coarse_lif_finetuned/model.pt")
 parser.add_argument("--out", default="results/coarse_lif/transfer.json")
 args = parser.parse_args()
 
@@ -141,6 +153,33 @@ def settings_of(rec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def finetune(batches: int) -> dict[str, Any]:
+    """Fine-tune for the transfer: Adam on ``CE(continuous forward, coarse gradients) +
+    CE(coarse)`` (:meth:`~pcm_sim.nn.coarse_lif.CoarseLIFConvNet.forward_straight_through`),
+    batches of 32 random training images; saves the weights to ``--finetune-out``."""
+    params = continuous_params(recipe)
+    images, labels = image_split(recipe, "train")
+    gen = torch.Generator().manual_seed(EVAL_INPUT_SEED + 2)
+    jitter = float(recipe["data"].get("input_jitter", 1.0))
+    scale = float(recipe["model"].get("readout_scale", 2.0))
+    optimizer = torch.optim.Adam(net.parameters(), lr=args.finetune_lr)
+    net.train()
+    for _ in range(batches):
+        pick = torch.randint(0, len(images), (32,), generator=gen)
+        spikes = image_spikes(images[pick], int(recipe["data"]["steps"]), gen)
+        fine = refine_spike_train(spikes, params.substeps, gen, jitter)
+        hybrid = net.forward_straight_through(spikes, fine, params)
+        loss = F.cross_entropy(scale * hybrid, labels[pick])
+        loss = loss + F.cross_entropy(scale * net(spikes), labels[pick])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    net.eval()
+    save_checkpoint(Path(args.finetune_out), {**payload, "state_dict": net.state_dict()})
+    return {"batches": batches, "batch_size": 32, "lr": args.finetune_lr, "out": args.finetune_out}
+
+
+recipe = with_settings(json.loads(args.settings))
 results: dict[str, Any] = {
     "command": "python " + " ".join(sys.argv),
     "checkpoint": str(path),
@@ -150,6 +189,8 @@ results: dict[str, Any] = {
     "history": payload["history"],
     "train_seconds": payload.get("train_seconds"),
 }
+if args.finetune_batches > 0:
+    results["finetune"] = finetune(args.finetune_batches)
 if "full" in args.parts:
     eight = copy.deepcopy(recipe)
     eight["data"]["steps"] = 8
@@ -172,7 +213,6 @@ for settings in json.loads(args.candidates) if "candidates" in args.parts else [
 if candidates:
     results["candidates"] = {"train_images": args.select_images, "rows": candidates}
 
-recipe = with_settings(json.loads(args.settings))
 results["settings"] = settings_of(recipe)
 results["images"] = args.images
 if "software" in args.parts:

@@ -25,8 +25,10 @@ The limiting case: many small inputs spread uniformly over the window are a cons
 ``x`` per unit time, ``v(u) = a(u) v_0 + tau (1 - a(u)) x`` with ``a(u) = exp(-u/tau)``, so
 ``v(1) = a v_0 + b x`` exactly, and ``dv/du = (x - v_0/tau) a(u)`` has one sign over the window:
 the potential is monotone, it crosses 1 inside a window exactly when it ends >= 1, and the
-continuous neuron fires in the windows where the coarse one does (after a spike, a refractory
-period of one unit starting at the uniformly random spike time gives the gain ``c`` on average).
+continuous neuron fires in the windows where the coarse one does up to its first spike (after a
+spike, a refractory period of one unit from a uniformly random spike time gives the gain ``c`` on
+average; so does a dead time ``rho = 1 + tau ln(1 - c/tau)`` from the window's end, 0.506 units
+for tau = 6).
 Few large inputs of mixed sign at random times break this: the potential wanders within the
 window and may cross 1 although it ends below.  :func:`continuous_lif_step` simulates the
 continuous neuron with a fine step ``dt`` (the transfer target of a trained coarse network);

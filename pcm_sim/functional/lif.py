@@ -27,7 +27,7 @@ The limiting case: many small inputs spread uniformly over the window are a cons
 the potential is monotone, it crosses 1 inside a window exactly when it ends >= 1, and the
 continuous neuron fires in the windows where the coarse one does up to its first spike (after a
 spike, a refractory period of one unit from a uniformly random spike time gives the gain ``c`` on
-average; so does a dead time ``rho = 1 + tau ln(1 - c/tau)`` from the window's end, 0.506 units
+average; so does a dead time ``rho = 1 + tau ln(1 - c/tau)`` from the window's end, 0.507 units
 for tau = 6).
 Few large inputs of mixed sign at random times break this: the potential wanders within the
 window and may cross 1 although it ends below.  :func:`continuous_lif_step` simulates the

@@ -25,14 +25,7 @@ from torch import Generator, Tensor, nn
 from pcm_sim.data.encoding import bernoulli_rate_code
 from pcm_sim.families.base import Limit, Recipe, Scores, image_classifier
 from pcm_sim.families.data import EVAL_CHUNK, accuracy, image_split
-from pcm_sim.families.schema import (
-    COMMON_TRAINING,
-    FASHION_DATA,
-    HWA_TRAINING,
-    TRAIN_LIMIT,
-    Field,
-    RecipeSchema,
-)
+from pcm_sim.families.schema import FASHION_DATA, IMAGE_TRAINING, Field, RecipeSchema
 from pcm_sim.functional.lif import ContinuousLIFParams, refine_spike_train
 from pcm_sim.nn.coarse_lif import CoarseLIFConvNet
 from pcm_sim.seeds import timing_generator
@@ -65,7 +58,7 @@ SCHEMA: RecipeSchema = {
         "dt_s": Field("float", 0.0, 1.0, above=True),
         "input_jitter": Field("float", 0.0, 1.0),
     },
-    "training": {**COMMON_TRAINING, **HWA_TRAINING, **TRAIN_LIMIT},
+    "training": IMAGE_TRAINING,
 }
 
 

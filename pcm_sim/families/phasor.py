@@ -22,14 +22,7 @@ from torch import Generator, Tensor, nn
 
 from pcm_sim.families.base import Limit, Recipe, Scores, image_classifier
 from pcm_sim.families.data import accuracy, image_split
-from pcm_sim.families.schema import (
-    COMMON_TRAINING,
-    FASHION_DATA,
-    HWA_TRAINING,
-    TRAIN_LIMIT,
-    Field,
-    RecipeSchema,
-)
+from pcm_sim.families.schema import FASHION_DATA, IMAGE_TRAINING, Field, RecipeSchema
 from pcm_sim.functional.phasor import (
     ResonateFireParams,
     phasor_loss,
@@ -68,7 +61,7 @@ SCHEMA: RecipeSchema = {
         ),
     },
     "data": FASHION_DATA,
-    "training": {**COMMON_TRAINING, **HWA_TRAINING, **TRAIN_LIMIT},
+    "training": IMAGE_TRAINING,
 }
 
 

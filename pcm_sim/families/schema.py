@@ -19,6 +19,7 @@ __all__ = [
     "COMMON_TRAINING",
     "FASHION_DATA",
     "HWA_TRAINING",
+    "IMAGE_TRAINING",
     "TRAIN_LIMIT",
     "Field",
     "FieldType",
@@ -81,6 +82,10 @@ gradient through ``w_max``, and the forward through the tiles' ADCs."""
 
 TRAIN_LIMIT: dict[str, Field] = {"train_limit": Field("int", 1, 10**9, nullable=True)}
 """Train on the first ``train_limit`` samples of the training split only."""
+
+IMAGE_TRAINING: dict[str, Field] = {**COMMON_TRAINING, **HWA_TRAINING, **TRAIN_LIMIT}
+"""The ``training`` section of the image families: the epoch loop, hardware-aware training and
+``train_limit``."""
 
 FASHION_DATA: dict[str, Field] = {
     "dataset": Field("str", choices=("fashion_mnist", "mnist")),

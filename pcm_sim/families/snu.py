@@ -13,14 +13,7 @@ from torch import Generator, Tensor, nn
 from pcm_sim.data import bernoulli_rate_code
 from pcm_sim.families.base import Limit, Recipe, Scores, image_classifier
 from pcm_sim.families.data import accuracy, image_split
-from pcm_sim.families.schema import (
-    COMMON_TRAINING,
-    FASHION_DATA,
-    HWA_TRAINING,
-    TRAIN_LIMIT,
-    Field,
-    RecipeSchema,
-)
+from pcm_sim.families.schema import FASHION_DATA, IMAGE_TRAINING, Field, RecipeSchema
 from pcm_sim.nn.snu import SNUClassifier
 from pcm_sim.training.batches import Encoder, SampleData, cross_entropy
 
@@ -33,7 +26,7 @@ SCHEMA: RecipeSchema = {
         "threshold_init": Field("float", -100.0, 100.0),
     },
     "data": {**FASHION_DATA, "steps": Field("int", 1, 10_000, required=True)},
-    "training": {**COMMON_TRAINING, **HWA_TRAINING, **TRAIN_LIMIT},
+    "training": IMAGE_TRAINING,
 }
 
 

@@ -66,12 +66,12 @@ from __future__ import annotations
 import copy
 import dataclasses
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from pcm_sim.files import decode_text, read_bytes, resolve_yaml, shipped_dir, shipped_names
 from pcm_sim.profile_sections import (
     MAX_PROFILE_BYTES,
     MAX_TILE_SIZE,
@@ -306,12 +306,12 @@ def _build_law(value: Any, path: str) -> Law:
 
 def profile_dir() -> Path:
     """Directory of the shipped profiles (package data, so it works after ``pip install .``)."""
-    return Path(str(resources.files("pcm_sim") / "data_files" / "device_profiles"))
+    return shipped_dir("device_profiles")
 
 
 def list_profiles() -> list[str]:
     """Names of the shipped profiles."""
-    return sorted(p.stem for p in profile_dir().glob("*.yaml"))
+    return shipped_names(profile_dir())
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -327,20 +327,8 @@ class _StrictLoader(yaml.SafeLoader):
 def _read_yaml(path: Path) -> Any:
     from pcm_sim.profile_bounds import check_yaml_structure  # depth and node limits
 
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ProfileError(f"{path}: cannot read file ({exc.strerror})") from None
-    if len(raw) > MAX_PROFILE_BYTES:
-        raise ProfileError(
-            f"{path}: file is {len(raw)} bytes, expected at most {MAX_PROFILE_BYTES}"
-        )
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ProfileError(f"{path}: not UTF-8 text (binary file?)") from None
-    if "\x00" in text:
-        raise ProfileError(f"{path}: not a text file (contains NUL bytes)")
+    raw = read_bytes(path, ProfileError, MAX_PROFILE_BYTES)
+    text = decode_text(raw, path, ProfileError, "binary file?")
     try:
         check_yaml_structure(text)
         return yaml.load(text, Loader=_StrictLoader)
@@ -363,14 +351,7 @@ def load_profile(
     if isinstance(name_or_path, DeviceProfile):
         profile = name_or_path
     else:
-        text = str(name_or_path)
-        path = Path(text)
-        if not (text.endswith((".yaml", ".yml")) or path.exists()):
-            path = profile_dir() / f"{text}.yaml"
-            if not path.exists():
-                raise ProfileError(
-                    f"unknown profile {text!r}: expected a YAML path or one of {list_profiles()}"
-                )
+        path = resolve_yaml(name_or_path, profile_dir(), "profile", ProfileError)
         data = _read_yaml(path)
         if isinstance(data, dict) and "name" not in data:
             data = {"name": path.stem, **data}

@@ -19,12 +19,12 @@ import difflib
 import math
 import re
 from collections.abc import Mapping
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from pcm_sim.families import FAMILIES
 from pcm_sim.families.schema import Field
+from pcm_sim.files import resolve_yaml, shipped_dir, shipped_names
 from pcm_sim.profiles import ProfileError, _read_yaml, load_profile
 
 __all__ = [
@@ -46,12 +46,12 @@ class RecipeError(ValueError):
 
 def recipe_dir() -> Path:
     """Directory of the shipped recipes."""
-    return Path(str(resources.files("pcm_sim") / "data_files" / "models"))
+    return shipped_dir("models")
 
 
 def list_recipes() -> list[str]:
     """Names of the shipped recipes."""
-    return sorted(p.stem for p in recipe_dir().glob("*.yaml"))
+    return shipped_names(recipe_dir())
 
 
 def _unknown(where: str, key: Any, allowed: list[str]) -> RecipeError:
@@ -190,14 +190,7 @@ def validate_recipe(data: Any, source: str) -> dict[str, Any]:
 
 def load_recipe(name_or_path: str | Path) -> dict[str, Any]:
     """Load a recipe by shipped name (``snu_fmnist``) or YAML path, validated."""
-    text = str(name_or_path)
-    path = Path(text)
-    if not (text.endswith((".yaml", ".yml")) or path.exists()):
-        path = recipe_dir() / f"{text}.yaml"
-        if not path.exists():
-            raise RecipeError(
-                f"unknown recipe {text!r}: expected a YAML path or one of {list_recipes()}"
-            )
+    path = resolve_yaml(name_or_path, recipe_dir(), "recipe", RecipeError)
     try:
         data = _read_yaml(path)
     except ProfileError as exc:

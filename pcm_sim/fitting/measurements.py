@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pcm_sim.files import decode_text, read_bytes
 from pcm_sim.physics.pcm import ProgrammedDevices, conductance_at, program_devices
 from pcm_sim.profiles import DeviceProfile
 
@@ -237,16 +238,8 @@ def _check_duplicates(
 def read_measurements(path: str | Path) -> Measurements:
     """Read and check a measurement CSV (see the module docstring for the format)."""
     source = str(path)
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise _fail(f"{source}: cannot read file ({exc.strerror})") from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise _fail(f"{source}: not UTF-8 text (expected a CSV file)") from None
-    if "\x00" in text:
-        raise _fail(f"{source}: not a text file (contains NUL bytes)")
+    data = read_bytes(path, _fail)
+    text = decode_text(data, path, _fail, "expected a CSV file", "utf-8-sig")
     gc_was_on = gc.isenabled()
     gc.disable()  # millions of row lists, none in a cycle: the collector would rescan them
     try:

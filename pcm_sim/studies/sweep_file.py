@@ -29,6 +29,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,10 +43,12 @@ __all__ = [
     "ModelEntry",
     "Sweep",
     "SweepError",
+    "check_top_keys",
     "load_sweep",
     "parse_override_grid",
     "parse_sweep",
     "parse_time_value",
+    "read_study_file",
 ]
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
@@ -61,6 +64,7 @@ SWEEP_KEYS = {
     "evaluation",
     "db",
 }
+REQUIRED_SWEEP_KEYS = ("name", "models", "profiles", "times")
 EVALUATION_KEYS = {"mode", "limit", "input_seed"}
 
 
@@ -237,16 +241,40 @@ def _parse_overrides(raw: Any, source: str) -> tuple[dict[str, Any], ...]:
     return tuple(combos)
 
 
+def check_top_keys(
+    data: Any,
+    source: str,
+    allowed: Collection[str],
+    required: Iterable[str],
+    error: type[ValueError],
+) -> dict[str, Any]:
+    """``data`` (a study file's top level) if it is a mapping with only ``allowed`` keys and
+    every ``required`` one; else raises ``error`` naming ``source`` and the key."""
+    if not isinstance(data, dict):
+        raise error(f"{source}: expected a mapping, got {type(data).__name__}")
+    unknown = sorted(set(data) - set(allowed))
+    if unknown:
+        raise error(f"{source}: unknown key {unknown[0]!r} (expected {sorted(allowed)})")
+    for key in required:
+        if key not in data:
+            raise error(f"{source}: missing required key {key!r}")
+    return data
+
+
+def read_study_file(path: Path, kind: str, error: type[ValueError]) -> Any:
+    """The parsed YAML of the ``kind`` (sweep, spec) file at ``path``; raises ``error`` if it
+    is missing or malformed."""
+    if not path.is_file():
+        raise error(f"{path}: no such {kind} file")
+    try:
+        return _read_yaml(path)
+    except ProfileError as exc:
+        raise error(str(exc)) from None
+
+
 def parse_sweep(data: Any, source: str = "<sweep>") -> Sweep:
     """Validate a sweep mapping; raises :class:`SweepError` naming the field."""
-    if not isinstance(data, dict):
-        raise SweepError(f"{source}: expected a mapping, got {type(data).__name__}")
-    unknown = sorted(set(data) - SWEEP_KEYS)
-    if unknown:
-        raise SweepError(f"{source}: unknown key {unknown[0]!r} (expected {sorted(SWEEP_KEYS)})")
-    for key in ("name", "models", "profiles", "times"):
-        if key not in data:
-            raise SweepError(f"{source}: missing required key {key!r}")
+    data = check_top_keys(data, source, SWEEP_KEYS, REQUIRED_SWEEP_KEYS, SweepError)
     name = data["name"]
     if not isinstance(name, str) or not NAME_PATTERN.match(name):
         raise SweepError(f"{source}: name: expected [A-Za-z0-9_.-]+, got {name!r}")
@@ -315,10 +343,4 @@ def parse_sweep(data: Any, source: str = "<sweep>") -> Sweep:
 def load_sweep(path: str | Path) -> Sweep:
     """Read and validate a sweep YAML file."""
     path = Path(path)
-    if not path.is_file():
-        raise SweepError(f"{path}: no such sweep file")
-    try:
-        data = _read_yaml(path)
-    except ProfileError as exc:
-        raise SweepError(str(exc)) from None
-    return parse_sweep(data, str(path))
+    return parse_sweep(read_study_file(path, "sweep", SweepError), str(path))

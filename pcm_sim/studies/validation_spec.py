@@ -34,9 +34,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pcm_sim.profiles import DeviceProfile, ProfileError, _read_yaml
+from pcm_sim.profiles import DeviceProfile
 from pcm_sim.seeds import EVAL_INPUT_SEED
-from pcm_sim.studies.sweep_file import SweepError, parse_override_grid, parse_time_value
+from pcm_sim.studies.sweep_file import (
+    SweepError,
+    check_top_keys,
+    parse_override_grid,
+    parse_time_value,
+    read_study_file,
+)
 
 __all__ = [
     "PER_INFERENCE_QUANTITIES",
@@ -60,6 +66,7 @@ SPEC_KEYS = {
     "overrides",
     "requirements",
 }
+REQUIRED_SPEC_KEYS = ("chips", "times", "samples", "requirements")
 REQUIREMENT_KEYS = {"quantity", "at", "min", "max", "min_yield", "min_yield_lower_95"}
 STATIC_QUANTITIES = {
     "devices": "PCM devices",
@@ -187,14 +194,7 @@ def _requirement(raw: Any, where: str, times_s: tuple[float, ...]) -> Requiremen
 
 def parse_spec(data: Any, source: str = "<spec>") -> ValidationSpec:
     """Validate a spec mapping; raises :class:`SpecError` naming the field."""
-    if not isinstance(data, dict):
-        raise SpecError(f"{source}: expected a mapping, got {type(data).__name__}")
-    unknown = sorted(set(data) - SPEC_KEYS)
-    if unknown:
-        raise SpecError(f"{source}: unknown key {unknown[0]!r} (expected {sorted(SPEC_KEYS)})")
-    for key in ("chips", "times", "samples", "requirements"):
-        if key not in data:
-            raise SpecError(f"{source}: missing required key {key!r}")
+    data = check_top_keys(data, source, SPEC_KEYS, REQUIRED_SPEC_KEYS, SpecError)
     name = data.get("name", Path(source).stem)
     if not isinstance(name, str) or not name:
         raise SpecError(f"{source}: name: expected a string")
@@ -243,13 +243,7 @@ def parse_spec(data: Any, source: str = "<spec>") -> ValidationSpec:
 def load_spec(path: str | Path) -> ValidationSpec:
     """Read and validate a spec YAML file."""
     path = Path(path)
-    if not path.is_file():
-        raise SpecError(f"{path}: no such spec file")
-    try:
-        data = _read_yaml(path)
-    except ProfileError as exc:
-        raise SpecError(str(exc)) from None
-    return parse_spec(data, str(path))
+    return parse_spec(read_study_file(path, "spec", SpecError), str(path))
 
 
 def check_quantities(spec: ValidationSpec, metric: str, profile: DeviceProfile) -> None:

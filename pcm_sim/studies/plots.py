@@ -44,6 +44,10 @@ __all__ = [
     "time_label",
 ]
 
+_CELL_ID = ("key", "sweep", "model", "profile")
+"""``cells.csv`` columns before the overrides, each a cell's value as it is."""
+_CELL_SCORE = ("t_s", "seed", "metric", "value")
+"""``cells.csv`` columns after the knobs, each a cell's value as it is."""
 _UNITS = (("y", 31_536_000.0), ("mo", 2_592_000.0), ("d", 86_400.0), ("h", 3600.0), ("min", 60.0))
 
 
@@ -124,6 +128,14 @@ def _time_axis(ax: Axes, times: Sequence[float]) -> None:
     ax.set_xlabel("time after programming")
 
 
+def _save_png(fig: Figure, title: str, path: Path) -> Path:
+    """Title ``fig`` and write it to ``path`` as a PNG (atomically); returns ``path``."""
+    fig.suptitle(title)
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    return path
+
+
 def plot_drift(rows: Sequence[dict[str, Any]], out_dir: Path) -> list[Path]:
     """One ``drift_<model>.png`` per model (see the module docstring).
 
@@ -174,11 +186,8 @@ def plot_drift(rows: Sequence[dict[str, Any]], out_dir: Path) -> list[Path]:
             ax.set_ylabel(f"{mine[0]['metric']} (line: mean, band: min..max over chips)")
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)
-        fig.suptitle(f"{model}: {mine[0]['metric']} vs drift time")
-        path = out_dir / f"drift_{_slug(model)}.png"
-        with atomic_output(path) as tmp:
-            fig.savefig(tmp, dpi=120, format="png")
-        paths.append(path)
+        title = f"{model}: {mine[0]['metric']} vs drift time"
+        paths.append(_save_png(fig, title, out_dir / f"drift_{_slug(model)}.png"))
     return paths
 
 
@@ -235,11 +244,8 @@ def plot_robustness(rows: Sequence[dict[str, Any]], out_dir: Path) -> list[Path]
                 drawn.append((ax, model, profile))
         if not drawn:
             continue
-        fig.suptitle(f"robustness to {knob}")
-        path = out_dir / f"robustness_{_slug(knob)}.png"
-        with atomic_output(path) as tmp:
-            fig.savefig(tmp, dpi=120, format="png")
-        paths.append(path)
+        title = f"robustness to {knob}"
+        paths.append(_save_png(fig, title, out_dir / f"robustness_{_slug(knob)}.png"))
     return paths
 
 
@@ -250,35 +256,15 @@ def export_csv(rows: Sequence[dict[str, Any]], out_dir: Path) -> list[Path]:
     with atomic_output(cells_path) as tmp, tmp.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(
-            [
-                "key",
-                "sweep",
-                "model",
-                "profile",
-                "overrides",
-                *knobs,
-                "t_s",
-                "seed",
-                "metric",
-                "value",
-                "seconds",
-                "worker",
-                "finished_utc",
-            ]
+            [*_CELL_ID, "overrides", *knobs, *_CELL_SCORE, "seconds", "worker", "finished_utc"]
         )
         for r in rows:
             writer.writerow(
                 [
-                    r["key"],
-                    r["sweep"],
-                    r["model"],
-                    r["profile"],
+                    *(r[column] for column in _CELL_ID),
                     json.dumps(r["overrides"]),
                     *(_resolved(r, k) for k in knobs),
-                    r["t_s"],
-                    r["seed"],
-                    r["metric"],
-                    r["value"],
+                    *(r[column] for column in _CELL_SCORE),
                     f"{r['result']['seconds']:.3f}",
                     r["result"]["worker"],
                     r["finished_utc"],

@@ -56,6 +56,18 @@ def check_finite(path: str, value: float) -> float:
     return value
 
 
+def _check_positive(path: str, value: float) -> None:
+    """Raise :class:`ProfileError` naming the field at ``path`` unless ``value > 0``."""
+    if value <= 0:
+        raise ProfileError(f"{path}: expected > 0, got {value}")
+
+
+def _check_non_negative(path: str, value: float) -> None:
+    """Raise :class:`ProfileError` naming the field at ``path`` unless ``value >= 0``."""
+    if value < 0:
+        raise ProfileError(f"{path}: expected >= 0, got {value}")
+
+
 @dataclass(frozen=True)
 class LawPiece:
     """One branch of a piecewise law ``f(x)`` of relative conductance ``x = g / g_max``.
@@ -108,8 +120,7 @@ class DeviceParams:
     stuck_at_gmax_fraction: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.g_max_us <= 0:
-            raise ProfileError(f"device.g_max_us: expected > 0, got {self.g_max_us}")
+        _check_positive("device.g_max_us", self.g_max_us)
         if not 0 <= self.g_min_us < self.g_max_us:
             raise ProfileError(
                 f"device.g_min_us: expected 0 <= g_min_us < g_max_us, got {self.g_min_us}"
@@ -137,10 +148,8 @@ class ProgrammingParams:
     scale: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.g_ref_us <= 0:
-            raise ProfileError(f"programming.g_ref_us: expected > 0, got {self.g_ref_us}")
-        if self.scale < 0:
-            raise ProfileError(f"programming.scale: expected >= 0, got {self.scale}")
+        _check_positive("programming.g_ref_us", self.g_ref_us)
+        _check_non_negative("programming.scale", self.scale)
 
 
 @dataclass(frozen=True)
@@ -153,10 +162,8 @@ class DriftParams:
     scale: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.t0_s <= 0:
-            raise ProfileError(f"drift.t0_s: expected > 0, got {self.t0_s}")
-        if self.scale < 0:
-            raise ProfileError(f"drift.scale: expected >= 0, got {self.scale}")
+        _check_positive("drift.t0_s", self.t0_s)
+        _check_non_negative("drift.scale", self.scale)
 
 
 @dataclass(frozen=True)
@@ -184,12 +191,9 @@ class ReadNoiseParams:
             )
         if self.sampling not in ("bank", "exact"):
             raise ProfileError(f"read_noise.sampling: expected bank|exact, got {self.sampling!r}")
-        if self.t_read_s <= 0:
-            raise ProfileError(f"read_noise.t_read_s: expected > 0, got {self.t_read_s}")
-        if self.read_period_s <= 0:
-            raise ProfileError(f"read_noise.read_period_s: expected > 0, got {self.read_period_s}")
-        if self.scale < 0:
-            raise ProfileError(f"read_noise.scale: expected >= 0, got {self.scale}")
+        _check_positive("read_noise.t_read_s", self.t_read_s)
+        _check_positive("read_noise.read_period_s", self.read_period_s)
+        _check_non_negative("read_noise.scale", self.scale)
 
 
 @dataclass(frozen=True)
@@ -258,8 +262,7 @@ class PeripheryParams:
                 )
         if self.dac_bits == 1 or self.adc_bits == 1:
             raise ProfileError("periphery: a signed converter needs at least 2 bits (0 = ideal)")
-        if self.input_range <= 0:
-            raise ProfileError(f"periphery.input_range: expected > 0, got {self.input_range}")
+        _check_positive("periphery.input_range", self.input_range)
         if self.input_policy not in ("clip", "scale"):
             raise ProfileError(
                 f"periphery.input_policy: expected clip|scale, got {self.input_policy!r}"
@@ -270,8 +273,7 @@ class PeripheryParams:
             )
         if self.adc_bits and not self.output_range:
             raise ProfileError("periphery.output_range: an ADC (adc_bits > 0) needs a range > 0")
-        if self.output_noise < 0:
-            raise ProfileError(f"periphery.output_noise: expected >= 0, got {self.output_noise}")
+        _check_non_negative("periphery.output_noise", self.output_noise)
         choices = {
             "output_range_policy": ("fixed", "calibrated"),
             "range_scope": ("tile", "column"),

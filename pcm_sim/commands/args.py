@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from pcm_sim.task_sources import Source
 
 __all__ = [
+    "add_data_dir_argument",
     "add_source_arguments",
     "existing_dir",
     "fraction",
@@ -129,9 +130,13 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--encoding", choices=["rate", "direct"], default="rate", help="NIR: input encoding"
     )
-    parser.add_argument(
-        "--data-dir", type=existing_dir, default=None, help="directory of IDX files"
-    )
+    add_data_dir_argument(parser, "directory of IDX files")
+
+
+def add_data_dir_argument(parser: argparse.ArgumentParser, description: str | None = None) -> None:
+    """``--data-dir DIR``: an existing directory of input data (default ``None``: the data's
+    default location); ``description`` is its help text."""
+    parser.add_argument("--data-dir", type=existing_dir, default=None, help=description)
 
 
 def source_from_arguments(args: argparse.Namespace, command: str) -> Source:

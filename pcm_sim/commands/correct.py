@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from pcm_sim.commands.args import (
-    existing_dir,
+    add_data_dir_argument,
     fraction,
     nonnegative_int,
     output_file,
@@ -68,12 +68,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--limit", type=positive_int, default=None, help="score on the first N test samples"
     )
-    p.add_argument(
-        "--data-dir",
-        type=existing_dir,
-        default=None,
-        help="directory of the Fashion-MNIST IDX files",
-    )
+    add_data_dir_argument(p, "directory of the Fashion-MNIST IDX files")
     p.add_argument("--json", type=output_file, default=None, help="write the results as JSON")
     p.add_argument(
         "--save-chip",

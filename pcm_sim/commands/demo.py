@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from pcm_sim.commands.args import existing_dir, output_dir, positive_int
+from pcm_sim.commands.args import add_data_dir_argument, output_dir, positive_int
 from pcm_sim.evaluation import DEFAULT_TIMES, evaluate_on_chips
 from pcm_sim.profiles import load_profile
 from pcm_sim.studies.outputs import atomic_output, write_text_atomic
@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     parser.add_argument("--chips", type=positive_int, default=5)
     parser.add_argument("--profile", default="pcm_nandakumar2019")
-    parser.add_argument("--data-dir", type=existing_dir, default=None)
+    add_data_dir_argument(parser)
     parser.set_defaults(handler=_demo)
 
 

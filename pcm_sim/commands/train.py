@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 from pcm_sim.commands.args import (
+    add_data_dir_argument,
     add_source_arguments,
-    existing_dir,
     nonnegative_int,
     output_dir,
     output_file,
@@ -34,12 +34,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     train.add_argument(
         "--epochs", type=positive_int, default=None, help="override the recipe's epochs"
     )
-    train.add_argument(
-        "--data-dir",
-        type=existing_dir,
-        default=None,
-        help="directory of IDX files (Fashion-MNIST/MNIST)",
-    )
+    add_data_dir_argument(train, "directory of IDX files (Fashion-MNIST/MNIST)")
     train.set_defaults(handler=_train)
 
     ev = sub.add_parser(

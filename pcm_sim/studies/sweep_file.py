@@ -48,6 +48,7 @@ __all__ = [
     "parse_override_grid",
     "parse_sweep",
     "parse_time_value",
+    "parse_times",
     "read_study_file",
 ]
 
@@ -139,6 +140,17 @@ def parse_time_value(value: Any, where: str) -> float:
     if not math.isfinite(t_s) or t_s < 0:
         raise SweepError(f"{where}: expected a finite time >= 0, got {value!r}")
     return t_s
+
+
+def parse_times(raw: Any, where: str) -> tuple[float, ...]:
+    """Drift times in seconds from a non-empty list of distinct :func:`parse_time_value` values
+    (a file's ``times``)."""
+    if not isinstance(raw, list) or not raw:
+        raise SweepError(f"{where}: expected a non-empty list")
+    times_s = tuple(parse_time_value(t, where) for t in raw)
+    if len(set(times_s)) != len(times_s):
+        raise SweepError(f"{where}: duplicate times in {raw}")
+    return times_s
 
 
 def _parse_nir_data(item: dict[str, Any], where: str) -> dict[str, Any]:
@@ -287,12 +299,7 @@ def parse_sweep(data: Any, source: str = "<sweep>") -> Sweep:
         raise SweepError(f"{source}: profiles: expected a non-empty list of names or paths")
     if len(set(profiles)) != len(profiles):
         raise SweepError(f"{source}: profiles: duplicate entries in {profiles}")
-    times = data["times"]
-    if not isinstance(times, list) or not times:
-        raise SweepError(f"{source}: times: expected a non-empty list")
-    times_s = tuple(parse_time_value(t, f"{source}: times") for t in times)
-    if len(set(times_s)) != len(times_s):
-        raise SweepError(f"{source}: times: duplicate times in {times}")
+    times_s = parse_times(data["times"], f"{source}: times")
     if ("chips" in data) == ("seeds" in data):
         raise SweepError(f"{source}: expected exactly one of 'chips' (a count) or 'seeds' (a list)")
     if "chips" in data:

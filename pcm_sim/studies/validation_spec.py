@@ -41,6 +41,7 @@ from pcm_sim.studies.sweep_file import (
     check_top_keys,
     parse_override_grid,
     parse_time_value,
+    parse_times,
     read_study_file,
 )
 
@@ -198,15 +199,10 @@ def parse_spec(data: Any, source: str = "<spec>") -> ValidationSpec:
     name = data.get("name", Path(source).stem)
     if not isinstance(name, str) or not name:
         raise SpecError(f"{source}: name: expected a string")
-    times = data["times"]
-    if not isinstance(times, list) or not times:
-        raise SpecError(f"{source}: times: expected a non-empty list")
     try:
-        times_s = tuple(parse_time_value(t, f"{source}: times") for t in times)
+        times_s = parse_times(data["times"], f"{source}: times")
     except SweepError as exc:
         raise SpecError(str(exc)) from None
-    if len(set(times_s)) != len(times_s):
-        raise SpecError(f"{source}: times: duplicate times in {times}")
     overrides = data.get("overrides") or {}
     if not isinstance(overrides, dict):
         raise SpecError(f"{source}: overrides: expected a mapping of dotted fields to values")
